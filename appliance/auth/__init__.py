@@ -1,0 +1,1 @@
+"""API keys: hashed storage, authentication, per-key accounting and limits."""

@@ -1,0 +1,39 @@
+"""Entry point: one ``appliance`` command with a sub-command per area."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from appliance.cli import build, health, keys, serve, sku, store
+from appliance.errors import ApplianceError
+
+app = typer.Typer(
+    name="appliance",
+    help="Local AI appliance: factory build, serving daemon, health monitor.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(build.app, name="build")
+app.add_typer(store.app, name="store")
+app.add_typer(sku.app, name="sku")
+app.add_typer(keys.app, name="keys")
+app.add_typer(health.app, name="health")
+app.command("serve")(serve.serve)
+app.command("up")(serve.up)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        app()
+    except ApplianceError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

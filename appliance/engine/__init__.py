@@ -1,0 +1,1 @@
+"""The engine boundary: what the scheduler drives, whatever backend runs the step."""

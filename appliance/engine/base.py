@@ -1,0 +1,54 @@
+"""The one small interface every LLM backend implements.
+
+A step runs some sequences prefilling a chunk of their prompt and some
+decoding one token, against a KV cache whose memory is fixed at load, and
+returns next-token logits. Nothing above this boundary knows the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class PrefillChunk:
+    seq_id: int
+    tokens: list[int]
+    last: bool = False
+
+
+@dataclass
+class StepInput:
+    prefill: list[PrefillChunk] = field(default_factory=list)
+    decode: dict[int, int] = field(default_factory=dict)  # seq_id -> token fed this step
+
+
+@dataclass
+class CacheStats:
+    slots: int
+    slots_active: int
+    tokens_capacity: int
+    tokens_used: int
+    prefix_hits: int
+    prefix_tokens_reused: int
+
+
+class LlmEngine(Protocol):
+    max_batch: int
+    context_length: int
+    vocab_size: int
+    eos_token_ids: list[int]
+
+    def admit(self, seq_id: int, prompt: list[int]) -> int:
+        """Give the sequence a cache slot; return how many prompt tokens are already cached."""
+
+    def step(self, work: StepInput) -> dict[int, np.ndarray]:
+        """Run one step; logits for each decoding sequence and each prefill whose chunk is its last."""
+
+    def release(self, seq_id: int) -> None:
+        """Free the sequence's slot at once; its cache stays for prefix reuse until overwritten."""
+
+    def cache_stats(self) -> CacheStats: ...

@@ -1,0 +1,52 @@
+"""Sentence embeddings from the store's ONNX encoder: tokenize, run, mean-pool, normalise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from appliance.engine.cpu_ort import session_options
+from appliance.store.manifest import EmbeddingsEngineConfig
+
+
+class OrtEmbedder:
+    def __init__(self, model_dir: Path, cfg: EmbeddingsEngineConfig, tokenizer_file: str = "tokenizer.json",
+                 threads: int | None = None, optimized: bool = True):
+        self.cfg = cfg
+        so = session_options(threads if threads is not None else cfg.threads)
+        if not optimized:
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(model_dir / cfg.filename), so, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.tok = Tokenizer.from_file(str(model_dir / tokenizer_file))
+        self.tok.enable_truncation(cfg.max_tokens)
+        self.tok.no_padding()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in self.tok.encode_batch(texts)]
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Embeddings for ``texts`` (one row each) and the number of tokens used."""
+        out, used = [], 0
+        for start in range(0, len(texts), self.cfg.max_batch):
+            enc = self.tok.encode_batch(texts[start:start + self.cfg.max_batch])
+            width = max(len(e.ids) for e in enc)
+            ids = np.zeros((len(enc), width), np.int64)
+            mask = np.zeros((len(enc), width), np.int64)
+            for row, e in enumerate(enc):
+                ids[row, : len(e.ids)] = e.ids
+                mask[row, : len(e.ids)] = 1
+                used += len(e.ids)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feeds)[0]
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+            if self.cfg.normalize:
+                pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            out.append(pooled.astype(np.float32))
+        return np.concatenate(out), used

@@ -1,0 +1,1 @@
+"""The API/console daemon: FastAPI app, TLS, auth wiring."""

@@ -1,0 +1,1 @@
+"""SKU identity: profiles (data) and detection of the host's fingerprint."""

@@ -1,0 +1,83 @@
+"""SKU profiles, kept as TOML data beside this module: one file per SKU."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.errors import ApplianceError
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+
+class Match(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    arch: str | None = None
+    cpu_flags: list[str] = []
+    gpu_name_contains: str | None = None
+    compute_capability: str | None = None
+    min_driver: str | None = None
+
+
+class Tuning(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    graph_optimization: Literal["basic", "extended", "all"] = "all"
+    int4_block_size: int = 32
+    int4_accuracy_level: int = 4
+    kv_dtype: Literal["fp32", "fp16"] = "fp32"
+    threads: int = 0
+    prefill_chunk: int = 256
+    builder_flags: list[str] = []
+    builder_optimization_level: int | None = None
+    workspace_gib: int | None = None
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_batch: int
+    max_context: int
+
+
+class ParityThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fp32_max_abs_logit: float
+    fp32_min_token_agreement: float
+    int8_min_token_agreement: float
+    int4_min_token_agreement: float
+    embeddings_min_cosine: float
+    embeddings_int8_min_cosine: float
+
+    def min_token_agreement(self, precision: str) -> float:
+        return {
+            "int4": self.int4_min_token_agreement,
+            "int8": self.int8_min_token_agreement,
+        }.get(precision, self.fp32_min_token_agreement)
+
+
+class SkuProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str
+    accelerator: Literal["cpu", "nvidia"]
+    backend: str
+    match: Match
+    precisions: dict[str, list[str]] = Field(default_factory=dict)
+    tuning: Tuning
+    limits: Limits
+    parity: ParityThresholds
+
+
+def known_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+@cache
+def load_profile(name: str) -> SkuProfile:
+    path = PROFILE_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ApplianceError(f"unknown SKU {name!r}; known: {', '.join(known_profiles())}")
+    return SkuProfile.model_validate(tomllib.loads(path.read_text()))

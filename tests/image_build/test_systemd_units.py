@@ -1,0 +1,214 @@
+"""Hold the box's systemd units to their hardening.
+
+- `systemd-analyze security --offline=true` exposure per unit stays under a
+  ceiling (server: 2.0 is the requirement; measured 1.1 with systemd 252).
+- `systemd-analyze verify` passes with no warning about our units. It runs
+  against a throw-away root (tmp_path) holding the host's stock units, our
+  units in etc/systemd/system and a stub /opt/appliance/venv/bin/appliance,
+  so it does not complain that the real executable is missing.
+- The directives the design relies on are present.
+
+Needs `systemd-analyze` >= 250 (for --offline); on Debian/Ubuntu it is in the
+`systemd` package. Skipped with a reason when it is missing or too old.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT_DIR = REPO / "image-build" / "systemd"
+POLKIT_RULE = REPO / "image-build" / "polkit" / "50-appliance-health.rules"
+
+SERVER = "appliance-server.service"
+HEALTH = "appliance-health.service"
+FIRSTBOOT = "appliance-firstboot.service"
+UNITS = (SERVER, HEALTH, FIRSTBOOT)
+
+# Ceilings on "Overall exposure level" (0.0 best .. 10.0 worst). Measured with
+# systemd 252: server 1.1, health 1.4, firstboot 0.2. The server ceiling is
+# the requirement; the others are the measurement plus a small margin.
+MAX_EXPOSURE = {SERVER: 2.0, HEALTH: 1.6, FIRSTBOOT: 0.5}
+
+# Hardening every unit must carry (directive -> exact value).
+COMMON_HARDENING = {
+    "User": "appliance",
+    "Group": "appliance",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "DevicePolicy": "closed",
+    "CapabilityBoundingSet": "",
+    "AmbientCapabilities": "",
+    "StateDirectory": "appliance",
+    "StateDirectoryMode": "0700",
+    "UMask": "0077",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "RestrictNamespaces": "yes",
+    "RestrictRealtime": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "SystemCallArchitectures": "native",
+    "KeyringMode": "private",
+    "RemoveIPC": "yes",
+    "Environment": "APPLIANCE_STATE_DIR=/var/lib/appliance",
+}
+
+SPECIFIC = {
+    SERVER: {
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "WatchdogSec": "30",
+        "Restart": "on-failure",
+        "TimeoutStartSec": "120",
+        "ProtectProc": "invisible",
+        "ProcSubset": "pid",
+        "PrivateUsers": "yes",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+        "ExecStart": "/opt/appliance/venv/bin/appliance serve --store /opt/appliance/store"
+        " --state-dir /var/lib/appliance",
+    },
+    HEALTH: {
+        "Restart": "always",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+        "ExecStart": "/opt/appliance/venv/bin/appliance health run --state-dir /var/lib/appliance",
+    },
+    FIRSTBOOT: {
+        "Type": "oneshot",
+        "ConditionPathExists": "!/var/lib/appliance/.firstboot-done",
+        "PrivateNetwork": "yes",
+        "ExecStart": "/opt/appliance/venv/bin/appliance firstboot --state-dir /var/lib/appliance",
+    },
+}
+
+SYSTEM_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+
+
+def _systemd_version() -> int | None:
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        return None
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
+    m = re.match(r"systemd (\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+_VERSION = _systemd_version()
+pytestmark = [
+    pytest.mark.skipif(
+        _VERSION is None,
+        reason="systemd-analyze not installed (apt-get install systemd)",
+    ),
+    pytest.mark.skipif(
+        _VERSION is not None and _VERSION < 250,
+        reason=f"systemd-analyze {_VERSION} lacks 'security --offline' (needs >= 250)",
+    ),
+]
+
+
+def _directives(unit: str) -> dict[str, list[str]]:
+    """Every Key=value of a unit file, values in file order (keys may repeat)."""
+    found: dict[str, list[str]] = {}
+    for raw in (UNIT_DIR / unit).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def _exposure(unit: str) -> tuple[float, str]:
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT_DIR / unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    m = re.search(rf"Overall exposure level for {re.escape(unit)}:\s*(\d+(?:\.\d+)?)", output)
+    assert m, f"no exposure line in:\n{output}"
+    return float(m.group(1)), output
+
+
+@pytest.fixture(scope="module")
+def offline_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root with the stock units, ours, and a stub appliance executable."""
+    root = tmp_path_factory.mktemp("root")
+    stock = next((d for d in SYSTEM_UNIT_DIRS if (d / "sysinit.target").exists()), None)
+    if stock is None:
+        pytest.skip("no stock systemd unit directory (sysinit.target) on this host")
+    shutil.copytree(stock, root / "usr/lib/systemd/system", symlinks=True)
+    exe = root / "opt/appliance/venv/bin/appliance"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    etc = root / "etc/systemd/system"
+    etc.mkdir(parents=True)
+    for unit in UNITS:
+        shutil.copy2(UNIT_DIR / unit, etc / unit)
+    return root
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_exposure_under_ceiling(unit: str) -> None:
+    level, output = _exposure(unit)
+    assert level <= MAX_EXPOSURE[unit], f"{unit}: exposure {level} > {MAX_EXPOSURE[unit]}\n{output}"
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_verify_clean(unit: str, offline_root: Path) -> None:
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={offline_root}", unit],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    about_us = [line for line in output.splitlines() if "appliance" in line]
+    assert not about_us, "\n".join(about_us)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_key_directives(unit: str) -> None:
+    found = _directives(unit)
+    expected = {**COMMON_HARDENING, **SPECIFIC[unit]}
+    for key, value in expected.items():
+        assert key in found, f"{unit}: {key}= missing"
+        assert value in found[key], f"{unit}: {key}={found[key]!r}, want {value!r}"
+    # The seccomp filter: the service set, minus privileged and resource calls.
+    assert "@system-service" in found["SystemCallFilter"]
+    assert "~@privileged @resources" in found["SystemCallFilter"]
+    # No capability is granted anywhere; nothing binds a privileged port.
+    assert not any("CAP_" in v for k in ("CapabilityBoundingSet", "AmbientCapabilities") for v in found[k])
+
+
+def test_server_serves_the_lan() -> None:
+    """No IP deny list on the server: LAN clients on any address must reach it."""
+    found = _directives(SERVER)
+    assert "IPAddressDeny" not in found
+    assert "PrivateNetwork" not in found
+
+
+def test_polkit_rule_scopes_health_to_server() -> None:
+    rule = POLKIT_RULE.read_text()
+    assert "org.freedesktop.systemd1.manage-units" in rule
+    assert '"appliance-server.service"' in rule
+    assert 'subject.user !== "appliance"' in rule
+    verbs = set(re.findall(r'verb === "([a-z-]+)"', rule))
+    assert verbs == {"start", "restart", "try-restart", "reset-failed"}
