@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.engine.base import PrefillChunk, StepInput
+from appliance.engine.greedy import decode_batch, engine_greedy, prefill_all
 from appliance.engine.tokenizer import ChatTokenizer
 from appliance.store.manifest import ParityFigures
 
@@ -65,67 +65,15 @@ def llm_reference(hf_dir: Path, prompts: list[list[int]], n_tokens: int) -> LlmR
     return LlmReference(prompts, toks, logits)
 
 
-def _prefill_all(engine, seqs: dict[int, list[int]], chunk: int) -> dict[int, np.ndarray]:
-    """Prefill each sequence in chunks; the logits after each one's last prompt token."""
-    out = {}
-    for sid, ids in seqs.items():
-        cached = engine.admit(sid, ids)
-        rest = ids[cached:]
-        for i in range(0, len(rest), chunk):
-            part = rest[i:i + chunk]
-            out.update(engine.step(StepInput(prefill=[PrefillChunk(sid, part, i + chunk >= len(rest))])))
-    return out
-
-
-def _decode_batch(engine, first: dict[int, np.ndarray], choose) -> dict[int, list[np.ndarray]]:
-    """Decode all sequences as one batch; ``choose(sid, pos, logits)`` gives the next token or None to stop."""
-    rows = {sid: [lg] for sid, lg in first.items()}
-    feed = {}
-    for sid, lg in first.items():
-        tok = choose(sid, 0, lg)
-        if tok is None:
-            engine.release(sid)
-        else:
-            feed[sid] = tok
-    while feed:
-        out = engine.step(StepInput(decode=feed))
-        nxt = {}
-        for sid, lg in out.items():
-            rows[sid].append(lg)
-            tok = choose(sid, len(rows[sid]) - 1, lg)
-            if tok is None:
-                engine.release(sid)
-            else:
-                nxt[sid] = tok
-        feed = nxt
-    return rows
-
-
 def engine_forced(engine, ref: LlmReference, chunk: int) -> list[np.ndarray]:
     """Engine logits along the reference's token path, all prompts decoding as one batch."""
-    first = _prefill_all(engine, dict(enumerate(ref.prompts)), chunk)
+    first = prefill_all(engine, dict(enumerate(ref.prompts)), chunk)
 
     def choose(sid: int, pos: int, _lg: np.ndarray) -> int | None:
         return ref.tokens[sid][pos] if pos + 1 < len(ref.tokens[sid]) else None
 
-    rows = _decode_batch(engine, first, choose)
+    rows = decode_batch(engine, first, choose)
     return [np.stack(rows[sid]) for sid in sorted(rows)]
-
-
-def engine_greedy(engine, prompts: list[list[int]], n_tokens: int, chunk: int, base_id: int = 1000,
-                  stop_at_eos: bool = True) -> list[list[int]]:
-    """Free-running greedy tokens for each prompt, all decoding as one batch."""
-    seqs = {base_id + i: p for i, p in enumerate(prompts)}
-    out: dict[int, list[int]] = {sid: [] for sid in seqs}
-    eos = set(engine.eos_token_ids) if stop_at_eos else set()
-
-    def choose(sid: int, _pos: int, lg: np.ndarray) -> int | None:
-        tok = int(np.argmax(lg))
-        out[sid].append(tok)
-        return None if tok in eos or len(out[sid]) >= n_tokens else tok
-
-    _decode_batch(engine, _prefill_all(engine, seqs, chunk), choose)
-    return [out[sid] for sid in seqs]
 
 
 def prefix_agreement(a: list[int], b: list[int]) -> float:

@@ -21,6 +21,7 @@ from appliance.build.sources import LocalSource, default_cache_dir, gguf_to_hf, 
 from appliance.build.store_writer import file_entries, now_iso, staging_dir, swap_in, write_index, write_manifest
 from appliance.engine.cpu_ort import CpuOrtLlm
 from appliance.engine.embeddings import OrtEmbedder
+from appliance.engine.greedy import engine_greedy
 from appliance.engine.tokenizer import ChatTokenizer
 from appliance.errors import ApplianceError, ParityError
 from appliance.sku.detect import detect
@@ -166,7 +167,7 @@ def build_chat(ctx: BuildContext, m: ModelSpec, task_id) -> ModelResult:
     tuned = _check(parity.llm_parity(tuned_engine, ref, f"tuned-{m.precision}", m.precision, chunk,
                                      {"min_token_agreement": th.min_token_agreement(m.precision)}), m.id)
     golden_ids = tok.encode(tok.render_chat(parity.GOLDEN_MESSAGES))
-    golden = parity.engine_greedy(tuned_engine, [golden_ids], parity.GOLDEN_TOKENS, chunk)[0]
+    golden = engine_greedy(tuned_engine, [golden_ids], parity.GOLDEN_TOKENS, chunk)[0]
 
     manifest = Manifest(
         model_id=m.id, task=m.task, precision=m.precision, sku=prof.name, backend=prof.backend,

@@ -13,6 +13,24 @@ from typing import Protocol
 import numpy as np
 
 
+def prefill_take(left: int, budget: int) -> int:
+    """How many of ``left`` prompt tokens to prefill now, given ``budget``; 0 means wait for the next step.
+
+    A chunk of one token after a cached past runs the attention kernel's
+    token-generation path instead of its prompt path, which rounds
+    differently; with int8 activations that difference can change the
+    first generated token. So a prompt's last chunk is never a lone token
+    (unless the whole prompt is one token): the first token's logits then
+    come from the same path however the prompt was split or reused.
+    """
+    take = min(left, budget)
+    if left - take == 1:
+        take = left  # one over budget now rather than a lone token next step
+    if take == 1 and left > 1:
+        return 0
+    return take
+
+
 @dataclass
 class PrefillChunk:
     seq_id: int

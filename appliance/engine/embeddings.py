@@ -24,9 +24,13 @@ class OrtEmbedder:
         self.tok = Tokenizer.from_file(str(model_dir / tokenizer_file))
         self.tok.enable_truncation(cfg.max_tokens)
         self.tok.no_padding()
+        self._counter = Tokenizer.from_file(str(model_dir / tokenizer_file))
+        self._counter.no_truncation()
+        self._counter.no_padding()
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(e.ids) for e in self.tok.encode_batch(texts)]
+        """Untruncated lengths, so the API can refuse an input instead of silently cutting it."""
+        return [len(e.ids) for e in self._counter.encode_batch(texts)]
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Embeddings for ``texts`` (one row each) and the number of tokens used."""

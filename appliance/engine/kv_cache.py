@@ -82,7 +82,7 @@ class SlotKvCache:
         free = [i for i, s in enumerate(self.slots) if s.seq_id is None]
         if not free:
             raise RuntimeError("no free KV slot; the scheduler admitted more sequences than max_batch")
-        usable = len(prompt) - 1  # the last prompt token is always fed, to get logits
+        usable = len(prompt) - 2  # feed at least two tokens, so the prompt path makes the logits (see prefill_take)
         best_free, best_free_len = None, 0
         for i in free:
             n = min(common_prefix(self.slots[i].tokens, prompt), usable)

@@ -1,0 +1,1 @@
+"""Running the whole box on one machine without systemd (``appliance up``)."""

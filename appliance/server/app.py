@@ -1,0 +1,93 @@
+"""The FastAPI application: API, ops endpoints, metrics middleware, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from appliance.auth.keys import KeyStore
+from appliance.server import openai_errors
+from appliance.server.api import openai, ops
+from appliance.server.metrics import Metrics
+from appliance.server.notify import Notifier
+from appliance.server.runtime import Runtime
+from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_STALE_S = 30.0
+
+
+class RequestMetrics:
+    """Count requests by route template and status, and time them, without touching bodies."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(path, str(status[0])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+
+
+async def _watchdog(runtime: Runtime, notifier: Notifier) -> None:
+    """WATCHDOG=1 only while the event loop runs and no busy scheduler is stuck."""
+    interval = notifier.watchdog_interval or 5.0
+    while True:
+        await asyncio.sleep(interval)
+        now = time.monotonic()
+        stuck = [mid for mid, m in runtime.chat.items()
+                 if (m.scheduler.running or m.scheduler.queue_depth) and now - m.scheduler.heartbeat > HEARTBEAT_STALE_S]
+        if stuck:
+            log.error("scheduler of %s made no progress for %.0f s; withholding the watchdog", stuck, HEARTBEAT_STALE_S)
+            continue
+        notifier.watchdog()
+
+
+def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
+    notifier = notifier or Notifier.from_environment()
+    metrics = Metrics()
+    runtime = Runtime(settings, metrics)
+    settings.ensure_state_dir()
+    keys = KeyStore(settings.keys_db)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loop = asyncio.get_running_loop()
+        runtime.on_ready.append(lambda: loop.call_soon_threadsafe(notifier.ready, runtime.reason))
+        notifier.status("loading engines")
+        runtime.start_loading()
+        watchdog = asyncio.create_task(_watchdog(runtime, notifier))
+        try:
+            yield
+        finally:
+            watchdog.cancel()
+            runtime.shutdown()
+            keys.close()
+
+    app = FastAPI(title="appliance", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+    app.state.keys = keys
+    app.state.settings = settings
+    openai_errors.install(app)
+    app.include_router(ops.router)
+    app.include_router(openai.router)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app

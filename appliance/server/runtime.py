@@ -1,0 +1,150 @@
+"""What the daemon serves: the verified store's models, loaded once, self-tested, then ready.
+
+Loading runs beside the HTTP server, so /healthz answers at once and
+/readyz says what it is waiting for (or why it failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from appliance.engine.embeddings import OrtEmbedder
+from appliance.engine.greedy import engine_greedy
+from appliance.engine.tokenizer import ChatTokenizer
+from appliance.errors import ApplianceError
+from appliance.server.metrics import Metrics
+from appliance.server.scheduler import Scheduler
+from appliance.settings import Settings
+from appliance.sku.detect import detect
+from appliance.store.manifest import EmbeddingsEngineConfig, LlmEngineConfig, Manifest
+from appliance.store.verify import VerifiedModel, verify_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChatModel:
+    id: str
+    manifest: Manifest
+    engine: object
+    tokenizer: ChatTokenizer
+    scheduler: Scheduler
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.context_length
+
+
+@dataclass
+class EmbeddingModel:
+    id: str
+    manifest: Manifest
+    embedder: OrtEmbedder
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    state: str = "loading"  # loading -> ready | failed
+    reason: str = "verifying the model store"
+    chat: dict[str, ChatModel] = field(default_factory=dict)
+    embeddings: dict[str, EmbeddingModel] = field(default_factory=dict)
+    created: int = field(default_factory=lambda: int(time.time()))
+    started_at: float = field(default_factory=time.monotonic)
+    ready_seconds: float | None = None
+    store_info: dict = field(default_factory=dict)
+    on_ready: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def model_ids(self) -> list[str]:
+        return [*self.chat, *self.embeddings]
+
+    def start_loading(self) -> threading.Thread:
+        t = threading.Thread(target=self._load_guarded, name="runtime-load", daemon=True)
+        t.start()
+        return t
+
+    def _load_guarded(self) -> None:
+        try:
+            self.load()
+        except ApplianceError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # anything else is a bug, but the daemon must still say why it is not ready
+            log.exception("loading the store failed")
+            self._fail(f"loading failed: {type(exc).__name__}: {exc}")
+
+    def _fail(self, reason: str) -> None:
+        self.state, self.reason = "failed", reason
+        log.error("not ready: %s", reason)
+
+    def load(self) -> None:
+        s = self.settings
+        store = verify_store(s.store, s.trusted_key, detect())
+        self.store_info = {"box": store.index.box, "sku": store.index.sku, "signing_key_id": store.index.signing_key_id,
+                           "development_key": store.dev_key}
+        for mid, vm in store.models.items():
+            self.reason = f"loading {mid}"
+            if vm.manifest.backend != "cpu-ort":
+                raise ApplianceError(f"model {mid}: backend {vm.manifest.backend} is not available on this box")
+            if isinstance(vm.manifest.engine, LlmEngineConfig):
+                self.chat[mid] = self._load_chat(mid, vm)
+            elif isinstance(vm.manifest.engine, EmbeddingsEngineConfig):
+                self.embeddings[mid] = EmbeddingModel(mid, vm.manifest,
+                                                      OrtEmbedder(vm.path, vm.manifest.engine, threads=s.threads))
+        for mid in self.model_ids():
+            self.reason = f"self-test of {mid}"
+            self.self_test(mid)
+        for model in self.chat.values():
+            model.scheduler.start()
+        self.state, self.reason = "ready", "engines verified and self-tests passed"
+        self.ready_seconds = time.monotonic() - self.started_at
+        self.metrics.ready.set(1)
+        log.info("ready in %.2f s: %s", self.ready_seconds, ", ".join(self.model_ids()))
+        for hook in self.on_ready:
+            hook()
+
+    def _load_chat(self, mid: str, vm: VerifiedModel) -> ChatModel:
+        from appliance.engine.cpu_ort import CpuOrtLlm
+
+        cfg: LlmEngineConfig = vm.manifest.engine  # type: ignore[assignment]
+        engine = CpuOrtLlm(vm.path, cfg, threads=self.settings.threads)
+        tokenizer = ChatTokenizer(vm.path / vm.manifest.tokenizer, vm.manifest.chat_template)
+        chunk = self.settings.prefill_chunk or cfg.prefill_chunk
+        scheduler = Scheduler(mid, engine, self.metrics, self.settings.max_queue, chunk)
+        self.metrics.kv_capacity.labels(mid).set(engine.max_batch * engine.context_length)
+        return ChatModel(mid, vm.manifest, engine, tokenizer, scheduler)
+
+    def self_test(self, mid: str) -> None:
+        """Re-run the manifest's golden test; the engine must give what it gave in the factory."""
+        if mid in self.chat:
+            m = self.chat[mid]
+            g = m.manifest.golden
+            ids = m.tokenizer.encode(m.tokenizer.render_chat(g.messages)) if g.messages else m.tokenizer.encode(g.prompt)
+            got = engine_greedy(m.engine, [ids], len(g.expected_tokens), m.manifest.engine.prefill_chunk,
+                                base_id=-1)[0]
+            if got != g.expected_tokens:
+                raise ApplianceError(f"model {mid}: golden self-test gave tokens {got[:8]}..., the factory recorded "
+                                     f"{g.expected_tokens[:8]}...; the engine or this hardware misbehaves: reinstall the store")
+        else:
+            m = self.embeddings[mid]
+            g = m.manifest.golden
+            got, _ = m.embedder.embed(g.input_texts)
+            ref = np.asarray(g.expected_embeddings, np.float32)
+            cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+            if float(cos.min()) < g.min_cosine:
+                raise ApplianceError(f"model {mid}: golden self-test cosine {cos.min():.6f} is below "
+                                     f"{g.min_cosine}; the engine or this hardware misbehaves: reinstall the store")
+
+    def shutdown(self) -> None:
+        for model in self.chat.values():
+            model.scheduler.stop()

@@ -1,0 +1,133 @@
+"""Shared fixtures: the default store (built once per session by the real factory) and a real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def default_store(tmp_path_factory) -> Path:
+    """The default box's store, built from appliance.toml by `appliance build models`.
+
+    Set APPLIANCE_TEST_STORE to reuse a store already built from this spec.
+    """
+    given = os.environ.get("APPLIANCE_TEST_STORE")
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("store") / "store"
+    proc = subprocess.run([sys.executable, "-m", "appliance", "build", "models", "--spec", str(REPO / "appliance.toml"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+@pytest.fixture()
+def store_copy(default_store, tmp_path) -> Path:
+    """A private copy of the store that a test may tamper with."""
+    dst = tmp_path / "store"
+    shutil.copytree(default_store, dst)
+    return dst
+
+
+@dataclass
+class Server:
+    url: str
+    key: str
+    state_dir: Path
+    proc: subprocess.Popen
+    log: Path
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics", headers=self.headers(), timeout=10).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in self.metrics().splitlines():
+            if line.startswith(name) and (not want or f"{{{want}}}" in line or want in line):
+                head, _, value = line.rpartition(" ")
+                if head.split("{")[0] == name:
+                    return float(value)
+        raise KeyError(name)
+
+
+def create_key(state_dir: Path, name: str = "tests", *extra: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "appliance", "keys", "create", name, "--state-dir", str(state_dir),
+                          *extra], capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1].split()[-1]
+
+
+def start_server(store: Path, state_dir: Path, *extra: str, scheme: str = "http", wait_ready: bool = True,
+                 env: dict | None = None) -> Server:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = create_key(state_dir)
+    port = free_port()
+    log = state_dir / "server.log"
+    args = [sys.executable, "-m", "appliance", "serve", "--store", str(store), "--state-dir", str(state_dir),
+            "--host", "127.0.0.1", "--port", str(port), *extra]
+    if scheme == "http":
+        args += ["--tls", "off"]
+    proc = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    server = Server(f"{scheme}://127.0.0.1:{port}", key, state_dir, proc, log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            r = httpx.get(f"{server.url}/readyz", headers=server.headers(), timeout=2, verify=False)
+            if not wait_ready or r.status_code == 200:
+                return server
+            if r.json().get("state") == "failed":
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"server not ready in time:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(default_store, tmp_path_factory):
+    s = start_server(default_store, tmp_path_factory.mktemp("state"))
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0, timeout=120)
+
+
+CHAT_MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
