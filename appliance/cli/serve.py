@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -46,6 +47,9 @@ def run_server(settings: Settings) -> None:
         scheme = "https"
         log.info("TLS certificate %s, SHA-256 fingerprint %s", files.cert, files.fingerprint_sha256)
     log.info("serving %s on %s://%s:%d", settings.store, scheme, settings.host, settings.port)
+    settings.ensure_state_dir()
+    pid_file = settings.state_dir / "server.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, timeout_graceful_shutdown=10, **ssl)
 

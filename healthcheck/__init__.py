@@ -1,0 +1,1 @@
+"""The independent health monitor: its own process, so it still reports when the server hangs."""

@@ -1,0 +1,130 @@
+"""The monitor loop: every check on its own period, the box's state as the worst of them, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from appliance.errors import ApplianceError
+from appliance.store.manifest import Manifest
+from appliance.store.verify import verify_store
+from healthcheck.checks.base import Check, Result, Status
+from healthcheck.checks.server import GoldenProbe, Liveness, Readiness, SchedulerSignals
+from healthcheck.checks.system import ClockSanity, CpuAccelerator, DiskSpace, EngineIntegrity, NvidiaAccelerator
+from healthcheck.client import make_client, monitor_key
+from healthcheck.history import History
+from healthcheck.recovery import RecoveryPolicy, SupervisedRestarter, SystemdRestarter
+from healthcheck.settings import HealthSettings
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnreadable(Check):
+    name = "store.integrity"
+
+    def __init__(self, reason: str):
+        self.reason, self.period, self.timeout = reason, 300.0, 5.0
+
+    async def probe(self) -> Result:
+        return Result.failed(self.reason)
+
+
+def _expected_text(store: Path, m: Manifest) -> str | None:
+    if m.task != "chat" or not m.golden.expected_tokens:
+        return None
+    from appliance.engine.tokenizer import ChatTokenizer
+
+    tok = ChatTokenizer(store / m.model_id / m.tokenizer, None)
+    ids = m.golden.expected_tokens
+    eos = set(m.engine.eos_token_ids)
+    if ids and ids[-1] in eos:
+        ids = ids[:-1]
+    return tok.decode(ids)
+
+
+def build_checks(s: HealthSettings, client, trusted_key: Path | None) -> list[Check]:
+    checks: list[Check] = [
+        Liveness(client, s.liveness_period, s.liveness_timeout, s.restart_grace),
+        Readiness(client, s.readiness_period, s.readiness_timeout),
+        SchedulerSignals(client, s.metrics_period, 10.0, s.ttft_degraded_factor),
+        DiskSpace({"state": s.state_dir, "store": s.store}, s.disk_period, s.disk_degraded_free_ratio,
+                  s.disk_failed_free_ratio, s.disk_degraded_free_bytes, s.disk_failed_free_bytes),
+    ]
+    try:
+        store = verify_store(s.store, trusted_key, host=None, check_hashes=False)
+    except ApplianceError as exc:
+        return [*checks, StoreUnreadable(str(exc)), CpuAccelerator(s.system_period, s.memory_degraded_ratio)]
+    manifests = [vm.manifest for vm in store.models.values()]
+    checks.append(EngineIntegrity(s.store, manifests, s.integrity_period))
+    checks.append(ClockSanity(store.index.built_at, s.clock_period))
+    if any(m.fingerprint.get("gpus") for m in manifests) or store.index.sku.startswith("nvidia"):
+        checks.append(NvidiaAccelerator(s.system_period))
+    else:
+        checks.append(CpuAccelerator(s.system_period, s.memory_degraded_ratio))
+    for m in manifests:
+        checks.append(GoldenProbe(client, m, _expected_text(s.store, m), s.golden_period, s.golden_timeout))
+    return checks
+
+
+class Monitor:
+    def __init__(self, settings: HealthSettings, trusted_key: Path | None = None):
+        self.s = settings
+        self.trusted_key = trusted_key
+        self.history = History(settings.db, settings.history_rows)
+        restarter = SupervisedRestarter(settings.state_dir / "server.pid") if settings.supervised \
+            else SystemdRestarter(settings.server_unit)
+        self.recovery = RecoveryPolicy(restarter, settings.failures_before_restart, settings.max_restarts,
+                                       settings.restart_window, settings.restart_grace)
+        self.latest: dict[str, Result] = {}
+        self._lock = asyncio.Lock()
+
+    async def _loop(self, check: Check) -> None:
+        while True:
+            result, took = await check.run()
+            async with self._lock:
+                await self._record(check, result, took)
+            await asyncio.sleep(check.period)
+
+    async def _record(self, check: Check, result: Result, took: float) -> None:
+        if self.history.record(check.name, result, took):
+            log.info("%s -> %s: %s", check.name, result.status.label, result.reason)
+        self.latest[check.name] = result
+        if check.affects_server:
+            self.recovery.observe(check.name, result.status == Status.FAILED)
+        reasons = {n: r.reason for n, r in self.latest.items()}
+        action = await asyncio.to_thread(self.recovery.decide, reasons)
+        if action:
+            self.history.action("recovery", action)
+            log.warning("recovery: %s", action)
+        self.history.record("box", self.box_state())
+
+    def box_state(self) -> Result:
+        if self.recovery.gave_up_reason:
+            return Result.failed(self.recovery.gave_up_reason)
+        bad = sorted(((r.status, n, r.reason) for n, r in self.latest.items() if r.status != Status.OK),
+                     key=lambda t: -t[0])
+        if not bad:
+            return Result.ok(f"all {len(self.latest)} checks ok")
+        worst = bad[0][0]
+        text = "; ".join(f"{n}: {reason}" for status, n, reason in bad if status == worst)
+        return Result(worst, text)
+
+    async def run(self) -> None:
+        key = monitor_key(self.s.state_dir)
+        async with make_client(self.s.server, self.s.state_dir, key) as client:
+            checks = build_checks(self.s, client, self.trusted_key)
+            self.history.clear_state()
+            self.history.action("monitor", f"started with {len(checks)} checks: {', '.join(c.name for c in checks)}")
+            tasks = [asyncio.create_task(self._loop(c), name=c.name) for c in checks]
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.history.action("monitor", "stopped")
+        self.history.close()

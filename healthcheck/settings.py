@@ -1,0 +1,46 @@
+"""The monitor's settings: periods, timeouts and thresholds, loaded once (``APPLIANCE_HEALTH_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HealthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APPLIANCE_HEALTH_", extra="ignore")
+
+    state_dir: Path = Path("/var/lib/appliance")
+    store: Path = Path("/opt/appliance/store")
+    server: str = "https://127.0.0.1:8443"
+    supervised: bool = False  # under `appliance up` instead of systemd
+    server_unit: str = "appliance-server.service"
+
+    liveness_period: float = 5.0
+    liveness_timeout: float = 2.0
+    readiness_period: float = 10.0
+    readiness_timeout: float = 5.0
+    golden_period: float = 300.0
+    golden_timeout: float = 60.0
+    metrics_period: float = 15.0
+    system_period: float = 30.0
+    disk_period: float = 60.0
+    integrity_period: float = 60.0  # one file re-hashed per run, round robin
+    clock_period: float = 300.0
+
+    failures_before_restart: int = 2
+    max_restarts: int = 3
+    restart_window: float = 600.0
+    restart_grace: float = 60.0  # after a restart, give the server this long to come back
+
+    disk_degraded_free_ratio: float = 0.10
+    disk_failed_free_ratio: float = 0.02
+    disk_degraded_free_bytes: int = 512 * 2**20
+    disk_failed_free_bytes: int = 64 * 2**20
+    memory_degraded_ratio: float = 0.90
+    ttft_degraded_factor: float = 5.0
+    history_rows: int = 10000
+
+    @property
+    def db(self) -> Path:
+        return self.state_dir / "health.sqlite"
