@@ -20,6 +20,7 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # it may echo client text
     return {"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param,
                       "code": code}}
 

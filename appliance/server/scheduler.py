@@ -122,14 +122,21 @@ class Scheduler:
         m = self.metrics
         m.queue_depth.labels(self.model_id).set(len(self._waiting))
         m.running.labels(self.model_id).set(len(self._running))
+        m.kv_used.labels(self.model_id).set(self.engine.cache_stats().tokens_used)
 
     def _admit(self) -> None:
         while self._waiting and len(self._running) < self.engine.max_batch:
             gen = self._waiting.popleft()
             if gen.cancelled:
                 continue
-            gen.cached_tokens = gen.prefill_pos = self.engine.admit(gen.seq_id, gen.prompt)
-            self._samplers[gen.seq_id] = Sampler(gen.sampling)
+            try:
+                gen.cached_tokens = gen.prefill_pos = self.engine.admit(gen.seq_id, gen.prompt)
+                self._samplers[gen.seq_id] = Sampler(gen.sampling)
+            except Exception as exc:  # one bad request must not stop the model's loop
+                log.exception("admitting a request to %s failed", self.model_id)
+                self.engine.release(gen.seq_id)
+                gen._emit(TokenEvent(None, "error", f"could not start generation: {type(exc).__name__}"))
+                continue
             self._running[gen.seq_id] = gen
             if gen.cached_tokens:
                 self.metrics.prefix_reused.labels(self.model_id).inc(gen.cached_tokens)
@@ -187,9 +194,7 @@ class Scheduler:
             self.metrics.steps.labels(self.model_id).inc()
             self.metrics.batch_size.labels(self.model_id).observe(len(work.decode) + len(work.prefill))
             self._consume(logits)
-            stats = self.engine.cache_stats()
-            self.metrics.kv_used.labels(self.model_id).set(stats.tokens_used)
-            self.metrics.kv_capacity.labels(self.model_id).set(stats.tokens_capacity)
+            self._publish_depth()
         for gen in list(self._running.values()) + list(self._waiting):
             gen._emit(TokenEvent(None, "error", "server shutting down"))
 

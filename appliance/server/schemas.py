@@ -8,8 +8,30 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def _has_lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 class _Req(BaseModel):
     model_config = ConfigDict(extra="allow")  # SDKs send fields we do not use; refuse only those that change output
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _valid_unicode(cls, v):
+        # JSON may carry lone surrogates ("\ud800"); tokenizers and UTF-8 responses cannot take them
+        if _has_lone_surrogate(v):
+            raise ValueError("text must be valid Unicode (it holds a lone UTF-16 surrogate)")
+        return v
 
 
 class TextPart(BaseModel):

@@ -46,7 +46,8 @@ def sampling_params(req: _Sampling) -> SamplingParams:
         if getattr(req, name):
             raise ApiError(400, f"{name} is not supported by this box; leave it at 0", name, "unsupported_value")
     temperature = 1.0 if req.temperature is None else req.temperature
-    return SamplingParams(temperature=temperature, top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed)
+    seed = None if req.seed is None else req.seed % (1 << 64)  # numpy's generator refuses negative seeds
+    return SamplingParams(temperature=temperature, top_p=1.0 if req.top_p is None else req.top_p, seed=seed)
 
 
 def budget(model: ChatModel, prompt_tokens: int, requested: int | None, param: str) -> int:

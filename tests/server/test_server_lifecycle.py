@@ -1,0 +1,75 @@
+"""Start-up as systemd and a LAN client see it: TLS, READY=1 after the self-test, WATCHDOG=1, refusals."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+
+import httpx
+import pytest
+
+from conftest import CHAT_MODEL, start_server, stop_server
+
+
+def test_https_with_the_per_box_certificate(default_store, tmp_path):
+    from openai import OpenAI
+
+    s = start_server(default_store, tmp_path / "state", scheme="https")
+    try:
+        cert = s.state_dir / "tls" / "cert.pem"
+        ctx = ssl.create_default_context(cafile=str(cert))
+        client = OpenAI(base_url=f"{s.url}/v1", api_key=s.key, http_client=httpx.Client(verify=ctx), max_retries=0)
+        r = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                           max_tokens=3, temperature=0)
+        assert r.usage.completion_tokens <= 3
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{s.url}/healthz")  # not trusted without the box's certificate
+    finally:
+        stop_server(s)
+
+
+def test_sd_notify_ready_after_self_test_and_watchdog(default_store, tmp_path):
+    pytest.importorskip("systemd.daemon")
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    s = start_server(default_store, tmp_path / "state", wait_ready=False,
+                     env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "1000000"})
+    messages: list[tuple[float, str]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum("WATCHDOG=1" in m for _, m in messages) < 3:
+            try:
+                messages.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+        ready = [t for t, m in messages if "READY=1" in m]
+        assert ready, messages
+        r = httpx.get(f"{s.url}/readyz", headers=s.headers())
+        assert r.status_code == 200 and r.json()["ready"] is True
+        assert sum("WATCHDOG=1" in m for _, m in messages) >= 3
+    finally:
+        stop_server(s)
+        sock.close()
+
+
+def test_tampered_store_is_refused_with_the_reason(store_copy, tmp_path):
+    data = store_copy / "smollm2-135m-instruct" / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[99] ^= 1
+    data.write_bytes(bytes(raw))
+    s = start_server(store_copy, tmp_path / "state")
+    try:
+        r = httpx.get(f"{s.url}/readyz", headers=s.headers())
+        assert r.status_code == 503
+        body = r.json()
+        assert body["state"] == "failed" and "model.onnx.data changed on disk" in body["reason"]
+        assert httpx.get(f"{s.url}/healthz").status_code == 200
+        chat = httpx.post(f"{s.url}/v1/chat/completions", headers=s.headers(),
+                          json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}]})
+        assert chat.status_code == 503 and "not ready" in chat.json()["error"]["message"]
+    finally:
+        stop_server(s)
