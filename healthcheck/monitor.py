@@ -93,12 +93,13 @@ class Monitor:
         self.latest[check.name] = result
         if check.affects_server:
             self.recovery.observe(check.name, result.status == Status.FAILED)
+        self.history.record("box", self.box_state())
         reasons = {n: r.reason for n, r in self.latest.items()}
         action = await asyncio.to_thread(self.recovery.decide, reasons)
         if action:
             self.history.action("recovery", action)
             log.warning("recovery: %s", action)
-        self.history.record("box", self.box_state())
+            self.history.record("box", self.box_state())
 
     def box_state(self) -> Result:
         if self.recovery.gave_up_reason:

