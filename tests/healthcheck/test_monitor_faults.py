@@ -128,16 +128,20 @@ def test_changed_engine_byte_is_named(store_copy, tmp_path):
     try:
         b.wait("integrity ok", lambda b: b.status("store.integrity") == "ok")
         data = store_copy / "smollm2-135m-instruct" / "model.onnx.data"
-        original = data.read_bytes()
-        changed = bytearray(original)
-        changed[123456] ^= 0xFF
-        data.write_bytes(bytes(changed))
+
+        def poke(value: bytes) -> None:  # in place: the monitor never sees a half-written file
+            with data.open("r+b") as fh:
+                fh.seek(123456)
+                fh.write(value)
+
+        original = data.read_bytes()[123456:123457]
+        poke(bytes([original[0] ^ 0xFF]))
         detect = b.wait("integrity failed", lambda b: b.status("store.integrity") == "failed")
         reason = b.check("store.integrity")["reason"]
         assert "engine smollm2-135m-instruct/model.onnx.data changed on disk since build" in reason
         assert "reinstall the store" in reason
         assert b.snap()["box"]["status"] == "failed"
-        data.write_bytes(original)
+        poke(original)
         recover = b.wait("integrity ok again", lambda b: b.status("store.integrity") == "ok")
         TIMINGS["engine byte changed"] = {"detect_s": round(detect, 2), "recovered_s": round(detect + recover, 2)}
     finally:
