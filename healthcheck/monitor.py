@@ -85,7 +85,8 @@ class Monitor:
             result, took = await check.run()
             async with self._lock:
                 await self._record(check, result, took)
-            await asyncio.sleep(check.period)
+            # a check that is not ok is looked at again soon, so recovery shows without waiting a long period
+            await asyncio.sleep(check.period if result.status == Status.OK else min(check.period, self.s.retry_period))
 
     async def _record(self, check: Check, result: Result, took: float) -> None:
         if self.history.record(check.name, result, took):

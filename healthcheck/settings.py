@@ -27,6 +27,7 @@ class HealthSettings(BaseSettings):
     disk_period: float = 60.0
     integrity_period: float = 60.0  # one file re-hashed per run, round robin
     clock_period: float = 300.0
+    retry_period: float = 10.0  # re-run a check that is not ok this soon, whatever its period
 
     failures_before_restart: int = 2
     max_restarts: int = 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -39,12 +40,13 @@ def export_encoder(hf_dir: Path, out: Path) -> tuple[Path, int]:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
 
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     ids = torch.ones((2, 16), dtype=torch.int64)
     batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=1, max=4096)
     path = out / "model.onnx"
     try:
         program = torch.onnx.export(
-            Encoder(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            Encoder(model).eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
             input_names=["input_ids", "attention_mask", "token_type_ids"],
             output_names=["last_hidden_state"],
             dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}, {0: batch, 1: seq}),
