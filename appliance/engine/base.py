@@ -69,4 +69,7 @@ class LlmEngine(Protocol):
     def release(self, seq_id: int) -> None:
         """Free the sequence's slot at once; its cache stays for prefix reuse until overwritten."""
 
+    def idle(self) -> bool:
+        """Do one bounded piece of background work while nothing runs; True if more remains."""
+
     def cache_stats(self) -> CacheStats: ...

@@ -129,6 +129,9 @@ class CpuOrtLlm:
     def release(self, seq_id: int) -> None:
         self.cache.release(seq_id)
 
+    def idle(self) -> bool:
+        return self.cache.warm_next()
+
     def cached_len(self, seq_id: int) -> int:
         return len(self.cache.slots[self.cache.slot_of(seq_id)].tokens)
 

@@ -46,6 +46,7 @@ class SlotKvCache:
         self.keys = [np.zeros(shape, dtype) for _ in range(layers)]
         self.values = [np.zeros(shape, dtype) for _ in range(layers)]
         self.slots = [Slot() for _ in range(slots)]
+        self.warm = [False] * slots  # pages of this slot already faulted in
         self.context = context
         self.n_decoding = 0
         self.seq_slot: dict[int, int] = {}
@@ -97,11 +98,13 @@ class SlotKvCache:
         if best_free is not None and best_free_len >= max(best_src_len, MIN_REUSE):
             slot, reused = best_free, best_free_len
         else:
-            slot = min(free, key=lambda i: self.slots[i].last_used)
+            # least recently used, warm slots first (a cold one must fault its memory in)
+            slot = min(free, key=lambda i: (not self.warm[i], self.slots[i].last_used))
             reused = 0
             if best_src is not None and best_src_len >= MIN_REUSE:
                 self._copy(best_src, slot, best_src_len)
                 reused = best_src_len
+        self.warm[slot] = True
         s = self.slots[slot]
         s.tokens = list(prompt[:reused])
         s.seq_id, s.decoding, s.last_used = seq_id, False, time.monotonic()
@@ -110,6 +113,23 @@ class SlotKvCache:
             self.prefix_hits += 1
             self.prefix_tokens_reused += reused
         return reused
+
+    def warm_next(self) -> bool:
+        """Fault in one never-used free slot's memory; False when all are warm.
+
+        The arrays are allocated lazily by the OS, so a slot's first prefill
+        would pay for faulting in ~100 MB (it made a 100-token prompt 3-4x
+        slower). Done while the scheduler is idle, one slot at a time, it
+        costs requests nothing and keeps start-up fast.
+        """
+        for i, warm in enumerate(self.warm):
+            if not warm and self.slots[i].seq_id is None:
+                for a in self.keys + self.values:
+                    a[i].fill(0)
+                self.warm[i] = True
+                self.slots[i].tokens = []
+                return True
+        return False
 
     def slot_of(self, seq_id: int) -> int:
         return self.seq_slot[seq_id]

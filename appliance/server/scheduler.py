@@ -168,7 +168,12 @@ class Scheduler:
         return work
 
     def _loop(self) -> None:
+        idle_work = True
         while True:
+            if idle_work and not self._stop and not self._waiting and not self._running:
+                idle_work = self.engine.idle()
+                self.heartbeat = time.monotonic()
+                continue
             with self._cv:
                 while not self._stop and not self._waiting and not self._running:
                     self.heartbeat = time.monotonic()
