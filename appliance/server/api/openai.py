@@ -65,8 +65,8 @@ def _chat_prompt(model: ChatModel, req: ChatCompletionRequest) -> list[int]:
     return model.tokenizer.encode(text)
 
 
-async def _stream(request: Request, key: KeyRecord, model: ChatModel, gen, stops: list[str], rid: str,
-                  chunk_base: dict, make_delta, finish_delta, include_usage: bool, prompt_tokens: int,
+async def _stream(request: Request, key: KeyRecord, model: ChatModel, gen, stops: list[str], chunk_base: dict,
+                  make_delta, finish_delta, include_usage: bool, prompt_tokens: int,
                   first: dict | None) -> AsyncIterator[str]:
     out = Outcome()
     try:
@@ -84,44 +84,62 @@ async def _stream(request: Request, key: KeyRecord, model: ChatModel, gen, stops
         request.app.state.keys.record_usage(key.id, prompt_tokens, out.completion_tokens)
 
 
+# How each endpoint shapes a streamed chunk: text delta, final chunk, optional opening chunk.
+_CHUNK_SHAPES = {
+    "chat.completion": (
+        lambda t: {"index": 0, "delta": {"content": t}, "logprobs": None, "finish_reason": None},
+        lambda r: {"index": 0, "delta": {}, "logprobs": None, "finish_reason": r},
+        {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None},
+    ),
+    "text_completion": (
+        lambda t: {"index": 0, "text": t, "logprobs": None, "finish_reason": None},
+        lambda r: {"index": 0, "text": "", "logprobs": None, "finish_reason": r},
+        None,
+    ),
+}
+
+
+async def _generate(request: Request, key: KeyRecord, model: ChatModel, req, params, prompt: list[int],
+                    max_tokens: int, obj: str, id_prefix: str) -> StreamingResponse | tuple[Outcome, dict]:
+    """Submit, then stream SSE chunks or wait for the whole answer; per-key usage is recorded either way."""
+    rt = _runtime(request)
+    rt.metrics.prompt_tokens.labels(model.id).inc(len(prompt))
+    gen = submit(model, prompt, max_tokens, params)
+    stops = req.stop_list()
+    base = {"id": f"{id_prefix}-{uuid.uuid4().hex}", "object": obj, "created": int(time.time()), "model": model.id,
+            "system_fingerprint": rt.store_info.get("sku")}
+    if req.stream:
+        delta, finish, first = _CHUNK_SHAPES[obj]
+        include = bool(req.stream_options and req.stream_options.include_usage)
+        chunk_base = {**base, "object": obj + ".chunk" if obj == "chat.completion" else obj}
+        return StreamingResponse(
+            _stream(request, key, model, gen, stops, chunk_base, delta, finish, include, len(prompt), first),
+            media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    out = await collect(model, gen, stops, request)
+    request.app.state.keys.record_usage(key.id, len(prompt), out.completion_tokens)
+    return out, {**base, "usage": usage(len(prompt), out.completion_tokens)}
+
+
 @router.post("/chat/completions")
 async def chat_completions(req: ChatCompletionRequest, request: Request,
                            key: KeyRecord = Depends(require_key_with_limits)):
-    rt = _runtime(request)
-    model = chat_model(rt, req.model)
+    model = chat_model(_runtime(request), req.model)
     params = sampling_params(req)
     prompt = _chat_prompt(model, req)
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
     max_tokens = budget(model, len(prompt), requested, "messages" if requested is None else param)
-    rt.metrics.prompt_tokens.labels(model.id).inc(len(prompt))
-    gen = submit(model, prompt, max_tokens, params)
-    rid, created, stops = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.stop_list()
-    base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model.id,
-            "system_fingerprint": rt.store_info.get("sku")}
-    if req.stream:
-        include = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(
-            _stream(request, key, model, gen, stops, rid, base,
-                    lambda t: {"index": 0, "delta": {"content": t}, "logprobs": None, "finish_reason": None},
-                    lambda r: {"index": 0, "delta": {}, "logprobs": None, "finish_reason": r},
-                    include, len(prompt),
-                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                     "finish_reason": None}),
-            media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    out = await collect(model, gen, stops, request)
-    request.app.state.keys.record_usage(key.id, len(prompt), out.completion_tokens)
-    return {"id": rid, "object": "chat.completion", "created": created, "model": model.id,
-            "system_fingerprint": rt.store_info.get("sku"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": out.text, "refusal": None},
-                         "logprobs": None, "finish_reason": out.finish_reason}],
-            "usage": usage(len(prompt), out.completion_tokens)}
+    result = await _generate(request, key, model, req, params, prompt, max_tokens, "chat.completion", "chatcmpl")
+    if isinstance(result, StreamingResponse):
+        return result
+    out, body = result
+    return {**body, "choices": [{"index": 0, "message": {"role": "assistant", "content": out.text, "refusal": None},
+                                 "logprobs": None, "finish_reason": out.finish_reason}]}
 
 
 @router.post("/completions")
 async def completions(req: CompletionRequest, request: Request, key: KeyRecord = Depends(require_key_with_limits)):
-    rt = _runtime(request)
-    model = chat_model(rt, req.model)
+    model = chat_model(_runtime(request), req.model)
     params = sampling_params(req)
     if req.echo or req.suffix or (req.best_of not in (None, 1)):
         raise ApiError(400, "echo, suffix and best_of are not supported by this box", None, "unsupported_value")
@@ -133,24 +151,11 @@ async def completions(req: CompletionRequest, request: Request, key: KeyRecord =
         raise ApiError(400, "'prompt' must not be empty", "prompt", "invalid_value")
     prompt = model.tokenizer.encode(prompts[0])
     max_tokens = budget(model, len(prompt), req.max_tokens, "max_tokens")
-    rt.metrics.prompt_tokens.labels(model.id).inc(len(prompt))
-    gen = submit(model, prompt, max_tokens, params)
-    rid, created, stops = f"cmpl-{uuid.uuid4().hex}", int(time.time()), req.stop_list()
-    base = {"id": rid, "object": "text_completion", "created": created, "model": model.id,
-            "system_fingerprint": rt.store_info.get("sku")}
-    if req.stream:
-        include = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(
-            _stream(request, key, model, gen, stops, rid, base,
-                    lambda t: {"index": 0, "text": t, "logprobs": None, "finish_reason": None},
-                    lambda r: {"index": 0, "text": "", "logprobs": None, "finish_reason": r},
-                    include, len(prompt), None),
-            media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    out = await collect(model, gen, stops, request)
-    request.app.state.keys.record_usage(key.id, len(prompt), out.completion_tokens)
-    return {**base, "choices": [{"index": 0, "text": out.text, "logprobs": None,
-                                 "finish_reason": out.finish_reason}],
-            "usage": usage(len(prompt), out.completion_tokens)}
+    result = await _generate(request, key, model, req, params, prompt, max_tokens, "text_completion", "cmpl")
+    if isinstance(result, StreamingResponse):
+        return result
+    out, body = result
+    return {**body, "choices": [{"index": 0, "text": out.text, "logprobs": None, "finish_reason": out.finish_reason}]}
 
 
 @router.post("/embeddings")
