@@ -7,7 +7,6 @@ step write new keys and values in place: nothing is copied per token.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import onnxruntime as ort
 
 from appliance.engine.base import CacheStats, StepInput
 from appliance.engine.kv_cache import SlotKvCache
+from appliance.sku.detect import physical_cores
 from appliance.store.manifest import LlmEngineConfig
 
 
@@ -22,20 +22,11 @@ def session_options(threads: int) -> ort.SessionOptions:
     """Engines in the store are already optimised at build time; don't redo it at box start."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads = threads or _physical_cores()
+    so.intra_op_num_threads = threads or physical_cores()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.add_session_config_entry("session.intra_op.allow_spinning", "1")
     return so
-
-
-def _physical_cores() -> int:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except Exception:
-        return os.cpu_count() or 1
 
 
 class CpuOrtLlm:

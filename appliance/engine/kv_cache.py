@@ -127,7 +127,6 @@ class SlotKvCache:
                 for a in self.keys + self.values:
                     a[i].fill(0)
                 self.warm[i] = True
-                self.slots[i].tokens = []
                 return True
         return False
 

@@ -87,7 +87,7 @@ def _cpuinfo() -> tuple[str, str, list[str]]:
     return vendor, model or platform.processor(), sorted(set(flags))
 
 
-def _physical_cores() -> int:
+def physical_cores() -> int:
     try:
         import psutil
 
@@ -153,7 +153,7 @@ def detect(probe: bool = True) -> Fingerprint:
         cpu_vendor=vendor,
         cpu_model=model,
         logical_cpus=os.cpu_count() or 1,
-        physical_cores=_physical_cores(),
+        physical_cores=physical_cores(),
         cpu_flags=flags,
         probed=probe_instructions(set(flags)) if probe else {},
         gpus=_gpus(),

@@ -23,10 +23,14 @@ class Outcome:
     completion_tokens: int = 0
 
 
-def chat_model(runtime: Runtime, model: str) -> ChatModel:
+def require_ready(runtime: Runtime) -> None:
     if not runtime.ready:
         raise ApiError(503, f"the box is not ready: {runtime.reason}", code="not_ready",
                        headers={"Retry-After": "5"})
+
+
+def chat_model(runtime: Runtime, model: str) -> ChatModel:
+    require_ready(runtime)
     m = runtime.chat.get(model)
     if m is None:
         hint = "it is an embeddings model; use /v1/embeddings" if model in runtime.embeddings else \
@@ -93,12 +97,8 @@ async def text_stream(model: ChatModel, gen: Generation, stops: list[str], out: 
                     if cut:
                         yield pending[:cut]
                     return
-                if hold and len(pending) >= hold:
-                    ready, pending = pending[: len(pending) - hold + 1], pending[len(pending) - hold + 1:]
-                elif not hold:
-                    ready, pending = pending, ""
-                else:
-                    ready = ""
+                split = max(0, len(pending) - max(0, hold - 1))  # the tail may begin a stop string
+                ready, pending = pending[:split], pending[split:]
                 if ready:
                     out.text += ready
                     yield ready

@@ -19,6 +19,7 @@ from appliance.server.api.generation import (
     budget,
     chat_model,
     collect,
+    require_ready,
     sampling_params,
     submit,
     text_stream,
@@ -161,8 +162,7 @@ async def completions(req: CompletionRequest, request: Request, key: KeyRecord =
 @router.post("/embeddings")
 async def embeddings(req: EmbeddingRequest, request: Request, key: KeyRecord = Depends(require_key_with_limits)):
     rt = _runtime(request)
-    if not rt.ready:
-        raise ApiError(503, f"the box is not ready: {rt.reason}", code="not_ready", headers={"Retry-After": "5"})
+    require_ready(rt)
     m = rt.embeddings.get(req.model)
     if m is None:
         hint = "it is a chat model; use /v1/chat/completions" if req.model in rt.chat else \
