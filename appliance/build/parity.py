@@ -17,7 +17,7 @@ import numpy as np
 
 from appliance.engine.greedy import decode_batch, engine_greedy, prefill_all
 from appliance.engine.tokenizer import ChatTokenizer
-from appliance.store.manifest import ParityFigures
+from appliance.store.manifest import ParityFigures, cosine_rows
 
 PARITY_PROMPTS = [
     "Write a short poem about the sea.",
@@ -117,10 +117,6 @@ def embeddings_reference(hf_dir: Path, texts: list[str], pooling: str, normalize
         if normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
     return pooled.numpy()
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def embeddings_parity(embedder, ref: np.ndarray, texts: list[str], stage: str, precision: str,

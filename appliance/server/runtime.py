@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 
 from appliance.engine.embeddings import OrtEmbedder
 from appliance.engine.greedy import engine_greedy
@@ -22,7 +21,7 @@ from appliance.server.metrics import Metrics
 from appliance.server.scheduler import Scheduler
 from appliance.settings import Settings
 from appliance.sku.detect import detect
-from appliance.store.manifest import EmbeddingsEngineConfig, LlmEngineConfig, Manifest
+from appliance.store.manifest import EmbeddingsEngineConfig, LlmEngineConfig, Manifest, cosine_rows
 from appliance.store.verify import VerifiedModel, verify_store
 
 log = logging.getLogger(__name__)
@@ -139,8 +138,7 @@ class Runtime:
             m = self.embeddings[mid]
             g = m.manifest.golden
             got, _ = m.embedder.embed(g.input_texts)
-            ref = np.asarray(g.expected_embeddings, np.float32)
-            cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+            cos = cosine_rows(got, g.expected_embeddings)
             if float(cos.min()) < g.min_cosine:
                 raise ApplianceError(f"model {mid}: golden self-test cosine {cos.min():.6f} is below "
                                      f"{g.min_cosine}; the engine or this hardware misbehaves: reinstall the store")

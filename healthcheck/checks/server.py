@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import httpx
-import numpy as np
 
-from appliance.store.manifest import Manifest
+from appliance.store.manifest import Manifest, cosine_rows
 from healthcheck.checks.base import Check, Result
 
 
@@ -95,9 +94,7 @@ class GoldenProbe(Check):
             return Result.degraded("server not ready (see server.readiness)")
         if r.status_code != 200:
             return Result.failed(f"golden request for {mid} answered {r.status_code}: {_message(r)}")
-        got = np.array([d["embedding"] for d in r.json()["data"]], np.float32)
-        ref = np.array(g.expected_embeddings, np.float32)
-        cos = float(((got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))).min())
+        cos = float(cosine_rows([d["embedding"] for d in r.json()["data"]], g.expected_embeddings).min())
         if cos < g.min_cosine:
             return Result.failed(f"model {mid} golden embeddings drifted (cosine {cos:.5f} < {g.min_cosine}): "
                                  "reinstall the store", cosine=cos)
