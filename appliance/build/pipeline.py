@@ -131,7 +131,8 @@ def build_chat(ctx: BuildContext, m: ModelSpec, task_id) -> ModelResult:
     ctx.stage(task_id, f"{m.id}: exporting to ONNX (fp32, KV cache)")
     exported = export_llm.build_onnx(hf_dir, work / "export", work / "export.log", ctx.cache / "builder")
     shape = export_llm.read_decoder_shape(hf_dir)
-    tok = ChatTokenizer(hf_dir / "tokenizer.json", _chat_template(hf_dir))
+    template = _chat_template(hf_dir)
+    tok = ChatTokenizer(hf_dir / "tokenizer.json", template)
     prompts = parity.chat_prompts(tok, parity.PARITY_PROMPTS)
     ctx.stage(task_id, f"{m.id}: torch reference ({len(prompts)} prompts x {PARITY_TOKENS} tokens)")
     ref = parity.llm_reference(hf_dir, prompts, PARITY_TOKENS)
@@ -172,7 +173,7 @@ def build_chat(ctx: BuildContext, m: ModelSpec, task_id) -> ModelResult:
     manifest = Manifest(
         model_id=m.id, task=m.task, precision=m.precision, sku=prof.name, backend=prof.backend,
         fingerprint=ctx.fingerprint, source={**src.description, "weights": weights}, engine=engine_cfg,
-        chat_template=tok_template if (tok_template := _chat_template(hf_dir)) else None,
+        chat_template=template or None,
         files=file_entries(model_dir), tools=ctx.tools, parity=[fp32, tuned],
         golden=GoldenTest(messages=parity.GOLDEN_MESSAGES, expected_tokens=golden),
         built_at=now_iso(), build_seconds=round(time.monotonic() - t0, 1),
