@@ -20,6 +20,6 @@ def models(
 ) -> None:
     """Sources -> ONNX -> parity -> SKU-tuned, signed model store."""
     box = load_spec(spec)
-    from appliance.build.pipeline import build_models
+    from appliance.factory.pipeline import build_models
 
     build_models(box, out, signing_key, cache)

@@ -21,7 +21,8 @@ from appliance.server.metrics import Metrics
 from appliance.server.scheduler import Scheduler
 from appliance.settings import Settings
 from appliance.sku.detect import detect
-from appliance.store.manifest import EmbeddingsEngineConfig, LlmEngineConfig, Manifest, cosine_rows
+from appliance.engine.similarity import cosine_rows
+from appliance.store.manifest import EmbeddingsEngineConfig, LlmEngineConfig, Manifest
 from appliance.store.verify import VerifiedModel, verify_store
 
 log = logging.getLogger(__name__)

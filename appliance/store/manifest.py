@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
@@ -120,12 +119,6 @@ class StoreIndex(_Model):
     built_at: str
     signing_key_id: str
     models: list[IndexEntry]
-
-
-def cosine_rows(a, b) -> np.ndarray:
-    """Cosine of each row of ``a`` with the same row of ``b``: how embeddings parity and golden tests compare."""
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

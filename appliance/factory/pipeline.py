@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from appliance.build import export_embeddings, export_llm, gguf_transcode, parity, tune
-from appliance.build.sources import LocalSource, default_cache_dir, gguf_to_hf, resolve_source
-from appliance.build.store_writer import file_entries, now_iso, staging_dir, swap_in, write_index, write_manifest
+from appliance.factory import export_embeddings, export_llm, gguf_transcode, parity, tune
+from appliance.factory.sources import LocalSource, default_cache_dir, gguf_to_hf, resolve_source
+from appliance.factory.store_writer import file_entries, now_iso, staging_dir, swap_in, write_index, write_manifest
 from appliance.engine.cpu_ort import CpuOrtLlm
 from appliance.engine.embeddings import OrtEmbedder
 from appliance.engine.greedy import engine_greedy

@@ -17,7 +17,8 @@ import numpy as np
 
 from appliance.engine.greedy import decode_batch, engine_greedy, prefill_all
 from appliance.engine.tokenizer import ChatTokenizer
-from appliance.store.manifest import ParityFigures, cosine_rows
+from appliance.engine.similarity import cosine_rows
+from appliance.store.manifest import ParityFigures
 
 PARITY_PROMPTS = [
     "Write a short poem about the sea.",

