@@ -8,13 +8,14 @@ import signal
 from pathlib import Path
 
 from appliance.errors import ApplianceError
+from appliance.health.history import History
+from appliance.health.status import Result, Status
 from appliance.store.manifest import Manifest
 from appliance.store.verify import verify_store
-from healthcheck.checks.base import Check, Result, Status
+from healthcheck.checks.base import Check
 from healthcheck.checks.server import GoldenProbe, Liveness, Readiness, SchedulerSignals
 from healthcheck.checks.system import ClockSanity, CpuAccelerator, DiskSpace, EngineIntegrity, NvidiaAccelerator
 from healthcheck.client import make_client, monitor_key
-from healthcheck.history import History
 from healthcheck.recovery import RecoveryPolicy, SupervisedRestarter, SystemdRestarter
 from healthcheck.settings import HealthSettings
 
@@ -44,7 +45,7 @@ def _expected_text(store: Path, m: Manifest) -> str | None:
     return tok.decode(ids)
 
 
-def build_checks(s: HealthSettings, client, trusted_key: Path | None) -> list[Check]:
+def build_checks(s: HealthSettings, client) -> list[Check]:
     checks: list[Check] = [
         Liveness(client, s.liveness_period, s.liveness_timeout, s.restart_grace),
         Readiness(client, s.readiness_period, s.readiness_timeout),
@@ -53,7 +54,7 @@ def build_checks(s: HealthSettings, client, trusted_key: Path | None) -> list[Ch
                   s.disk_failed_free_ratio, s.disk_degraded_free_bytes, s.disk_failed_free_bytes),
     ]
     try:
-        store = verify_store(s.store, trusted_key, host=None, check_hashes=False)
+        store = verify_store(s.store, s.trusted_key, host=None, check_hashes=False)
     except ApplianceError as exc:
         return [*checks, StoreUnreadable(str(exc)), CpuAccelerator(s.system_period, s.memory_degraded_ratio)]
     manifests = [vm.manifest for vm in store.models.values()]
@@ -69,11 +70,10 @@ def build_checks(s: HealthSettings, client, trusted_key: Path | None) -> list[Ch
 
 
 class Monitor:
-    def __init__(self, settings: HealthSettings, trusted_key: Path | None = None):
+    def __init__(self, settings: HealthSettings):
         self.s = settings
-        self.trusted_key = trusted_key
-        self.history = History(settings.db, settings.history_rows)
-        restarter = SupervisedRestarter(settings.state_dir / "server.pid") if settings.supervised \
+        self.history = History(settings.health_db, settings.history_rows)
+        restarter = SupervisedRestarter(settings.server_pid_file) if settings.supervised \
             else SystemdRestarter(settings.server_unit)
         self.recovery = RecoveryPolicy(restarter, settings.failures_before_restart, settings.max_restarts,
                                        settings.restart_window, settings.restart_grace)
@@ -114,9 +114,9 @@ class Monitor:
         return Result(worst, text)
 
     async def run(self) -> None:
-        key = monitor_key(self.s.state_dir)
-        async with make_client(self.s.server, self.s.state_dir, key) as client:
-            checks = build_checks(self.s, client, self.trusted_key)
+        key = monitor_key(self.s)
+        async with make_client(self.s.server, self.s, key) as client:
+            checks = build_checks(self.s, client)
             self.history.clear_state()
             self.history.action("monitor", f"started with {len(checks)} checks: {', '.join(c.name for c in checks)}")
             tasks = [asyncio.create_task(self._loop(c), name=c.name) for c in checks]

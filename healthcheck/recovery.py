@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,15 @@ class SupervisedRestarter(Restarter):
 
 
 class RecoveryPolicy:
-    """Consecutive-failure trigger, a grace period after each restart, and a restart budget per window."""
+    """Consecutive-failure trigger, a grace period after each restart, and a restart budget per window.
+
+    ``clock`` gives the seconds that grace and window are measured in; tests pass a fake one.
+    """
 
     def __init__(self, restarter: Restarter, failures_before_restart: int, max_restarts: int, window: float,
-                 grace: float):
+                 grace: float, clock: Callable[[], float] = time.monotonic):
         self.restarter = restarter
+        self.clock = clock
         self.failures_before_restart = failures_before_restart
         self.max_restarts = max_restarts
         self.window = window
@@ -72,7 +77,7 @@ class RecoveryPolicy:
 
     def decide(self, reasons: dict[str, str]) -> str | None:
         """Return an action taken (for the history), or None."""
-        now = time.monotonic()
+        now = self.clock()
         self.restarts = [t for t in self.restarts if now - t < self.window]
         due = [c for c, n in self.consecutive.items() if n >= self.failures_before_restart]
         if not due:

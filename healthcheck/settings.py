@@ -1,19 +1,18 @@
-"""The monitor's settings: periods, timeouts and thresholds, loaded once (``APPLIANCE_HEALTH_*``)."""
+"""The monitor's settings: the box's shared ones plus periods, timeouts and thresholds (``APPLIANCE_HEALTH_*``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from appliance.settings import BoxSettings
 
 
-class HealthSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="APPLIANCE_HEALTH_", extra="ignore")
+class HealthSettings(BoxSettings):
+    model_config = SettingsConfigDict(env_prefix="APPLIANCE_HEALTH_", extra="ignore", populate_by_name=True)
 
-    state_dir: Path = Path("/var/lib/appliance")
-    store: Path = Path("/opt/appliance/store")
-    server: str = "https://127.0.0.1:8443"
-    supervised: bool = False  # under `appliance up` instead of systemd
+    server: str = Field("https://127.0.0.1:8443", description="server base URL the monitor probes")
+    supervised: bool = Field(False, description="restart through `appliance up`, not systemd")
     server_unit: str = "appliance-server.service"
 
     liveness_period: float = 5.0
@@ -41,7 +40,3 @@ class HealthSettings(BaseSettings):
     memory_degraded_ratio: float = 0.90
     ttft_degraded_factor: float = 5.0
     history_rows: int = 10000
-
-    @property
-    def db(self) -> Path:
-        return self.state_dir / "health.sqlite"

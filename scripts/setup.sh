@@ -17,5 +17,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[build,test,systemd]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[factory,test,systemd]"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import appliance, onnxruntime; print("appliance", appliance.__version__, "onnxruntime", onnxruntime.__version__)'))"

@@ -1,10 +1,10 @@
-"""``appliance up``: the server and the health monitor as child processes, restarted with back-off.
+"""``appliance up``: first-boot setup once, then the server and the health monitor as child processes.
 
 This stands in for systemd on a developer machine: the monitor asks for a
 server restart by signalling the server (whose pid it reads from the state
-directory); the supervisor sees the exit and starts it again, backing off,
-and gives up after ``MAX_RESTARTS`` in ``RESTART_WINDOW_S`` as systemd's
-start limit would.
+directory); the supervisor sees the exit, puts it in the health history
+with its cause, and starts the server again, backing off, giving up after
+``MAX_RESTARTS`` in ``RESTART_WINDOW_S`` as systemd's start limit would.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from appliance.auth.keys import KeyStore
+from appliance.box.firstboot import MONITOR_KEY_NAME, run_firstboot
+from appliance.health.exits import describe_returncode, record_server_exit
 from appliance.settings import Settings
 
 MAX_RESTARTS = 5
@@ -56,10 +59,8 @@ def _common(settings: Settings) -> list[str]:
 
 def first_key(settings: Settings) -> str | None:
     """On the first `up`, make one API key so the box is usable at once; shown only this time."""
-    from appliance.auth.keys import KeyStore
-
     with KeyStore(settings.keys_db) as keys:
-        if keys.list():
+        if any(k.name != MONITOR_KEY_NAME for k in keys.list()):
             return None
         _, secret = keys.create("local-admin")
         return secret
@@ -67,18 +68,15 @@ def first_key(settings: Settings) -> str | None:
 
 def run_box(settings: Settings) -> None:
     console = Console()
-    settings.ensure_state_dir()
+    report = run_firstboot(settings)
     key = first_key(settings)
     scheme = "http" if settings.tls == "off" else "https"
     serve = [sys.executable, "-m", "appliance", "serve", *_common(settings), "--host", settings.host,
              "--port", str(settings.port), "--tls", settings.tls]
     if settings.tls_cert and settings.tls_key:
         serve += ["--tls-cert", str(settings.tls_cert), "--tls-key", str(settings.tls_key)]
-    if scheme == "https":
-        from appliance.server.tls import ensure_certificate
-
-        fp = ensure_certificate(settings).fingerprint_sha256
-        console.print(f"TLS certificate SHA-256 fingerprint: [bold]{fp}[/]")
+    if report.tls_fingerprint:
+        console.print(f"TLS certificate SHA-256 fingerprint: [bold]{report.tls_fingerprint}[/]")
     monitor = [sys.executable, "-m", "appliance", "health", "run", *_common(settings),
                "--server", f"{scheme}://127.0.0.1:{settings.port}", "--supervised"]
     children = [Child("server", serve, settings.state_dir / "server.log"),
@@ -112,7 +110,10 @@ def run_box(settings: Settings) -> None:
                         continue
                     delay = BACKOFF_S[min(len(c.restarts), len(BACKOFF_S) - 1)]
                     c.next_start = now + delay
-                    console.print(f"{c.name} exited with {c.proc.returncode}; restarting in {delay} s")
+                    how = describe_returncode(c.proc.returncode)
+                    if c.name == "server":
+                        record_server_exit(settings, how, f"the supervisor of `appliance up` (in {delay} s)")
+                    console.print(f"{c.name} {how}; restarting in {delay} s")
                 elif now >= c.next_start:
                     c.restarts.append(now)
                     c.next_start = 0.0

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from datetime import datetime
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from appliance.cli.options import settings_command
+from appliance.settings import BoxSettings
+from healthcheck.settings import HealthSettings
 
 app = typer.Typer(help="Health state, history and the monitor.", invoke_without_command=True)
 
@@ -22,19 +26,18 @@ def _when(ts: float | None) -> str:
 
 
 @app.callback()
+@settings_command(BoxSettings, "state_dir")
 def show(
+    settings: BoxSettings,
     ctx: typer.Context,
-    state_dir: Path | None = typer.Option(None, "--state-dir", help="state directory (default /var/lib/appliance)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     last: int = typer.Option(15, "--last", help="how many transitions to show"),
 ) -> None:
-    """Current state of the box and of each check, and the last transitions."""
+    """Current state of the box and of each check, the restart count, and the last transitions."""
     if ctx.invoked_subcommand is not None:
         return
-    from appliance.settings import load_settings
-    from healthcheck.history import snapshot
+    from appliance.health.history import snapshot
 
-    settings = load_settings(state_dir=state_dir)
     snap = snapshot(settings.health_db, last)
     if as_json:
         typer.echo(json.dumps(snap, indent=2))
@@ -42,6 +45,11 @@ def show(
     console = Console(width=max(120, Console().width))
     box = snap["box"]
     console.print(f"box: [bold {_COLOR[box['status']]}]{box['status']}[/] - {box['reason']}")
+    restarts = snap["restarts"]
+    last_restart = restarts["last"]
+    console.print(f"server restarts: {restarts['count']}" +
+                  (f" (last {_when(last_restart['at'])}: {last_restart['reason']})" if last_restart else ""),
+                  highlight=False)
     t = Table(title="checks")
     for col in ("check", "state", "since", "last checked", "reason"):
         t.add_column(col)
@@ -49,11 +57,11 @@ def show(
         t.add_row(c["name"], f"[{_COLOR[c['status']]}]{c['status']}[/]", _when(c["since"]), _when(c["checked"]),
                   c["reason"])
     console.print(t)
-    h = Table(title=f"last {len(snap['history'])} transitions and actions")
+    h = Table(title=f"last {len(snap['history'])} transitions, actions and restarts")
     for col in ("at", "what", "change", "reason"):
         h.add_column(col)
     for r in snap["history"]:
-        change = f"{r['old'] or 'new'} -> {r['new']}" if r["kind"] == "transition" else "action"
+        change = {"transition": f"{r['old'] or 'new'} -> {r['new']}"}.get(r["kind"], r["kind"])
         h.add_row(_when(r["at"]), r["name"], change, r["reason"])
     console.print(h)
     if box["status"] == "failed":
@@ -61,26 +69,23 @@ def show(
 
 
 @app.command("run")
-def run(
-    state_dir: Path | None = typer.Option(None, "--state-dir"),
-    store: Path | None = typer.Option(None, "--store"),
-    server: str | None = typer.Option(None, "--server", help="server base URL (default https://127.0.0.1:8443)"),
-    trusted_key: Path | None = typer.Option(None, "--trusted-key"),
-    supervised: bool = typer.Option(False, "--supervised", help="restart through `appliance up`, not systemd"),
-) -> None:
+@settings_command(HealthSettings, "state_dir", "store", "trusted_key", "server", "supervised")
+def run(settings: HealthSettings) -> None:
     """The monitor process (appliance-health.service): probe, record transitions, recover."""
     from healthcheck.monitor import Monitor
-    from healthcheck.settings import HealthSettings
 
-    from appliance.settings import load_settings
-
-    box = load_settings(state_dir=state_dir, store=store, trusted_key=trusted_key)
-    overrides = {"state_dir": box.state_dir, "store": box.store}
-    if server:
-        overrides["server"] = server
-    if supervised:
-        overrides["supervised"] = True
-    settings = HealthSettings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(Monitor(settings, box.trusted_key).run())
+    asyncio.run(Monitor(settings).run())
+
+
+@app.command("record-exit")
+@settings_command(BoxSettings, "state_dir")
+def record_exit(settings: BoxSettings) -> None:
+    """Put a server exit on record with its cause (the server unit's ExecStopPost; systemd sets the variables)."""
+    from appliance.health.exits import describe_systemd_exit, record_server_exit
+
+    how = describe_systemd_exit(os.environ.get("SERVICE_RESULT", ""), os.environ.get("EXIT_CODE", ""),
+                                os.environ.get("EXIT_STATUS", ""))
+    line = record_server_exit(settings, how, "systemd")
+    typer.echo(line or "server stopped cleanly; nothing to record")

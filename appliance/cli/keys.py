@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,21 +12,15 @@ from rich.table import Table
 from rich.text import Text
 
 from appliance.auth.keys import KeyStore
-from appliance.settings import load_settings
+from appliance.cli.options import settings_command
+from appliance.settings import BoxSettings
 
 app = typer.Typer(
     help="API keys for the OpenAI-compatible API (stored hashed; a key is shown only when created).",
     no_args_is_help=True,
 )
 
-StateDir = Annotated[
-    Path | None,
-    typer.Option("--state-dir", help="State directory [default: /var/lib/appliance or APPLIANCE_STATE_DIR]"),
-]
-
-
-def _store(state_dir: Path | None) -> KeyStore:
-    return KeyStore(load_settings(state_dir=state_dir).keys_db)
+with_state_dir = settings_command(BoxSettings, "state_dir")
 
 
 def _when(value: datetime | None, fmt: str) -> str:
@@ -39,16 +32,17 @@ def _limit(value: int | None) -> str:
 
 
 @app.command()
+@with_state_dir
 def create(
+    settings: BoxSettings,
     name: Annotated[str, typer.Argument(help="Who or what uses the key, e.g. 'laptop' or 'ci'")],
     rate_limit: Annotated[int | None, typer.Option("--rate-limit", metavar="RPM", help="Requests per minute")] = None,
     token_quota: Annotated[
         int | None, typer.Option("--token-quota", metavar="N", help="Total prompt + completion tokens")
     ] = None,
-    state_dir: StateDir = None,
 ) -> None:
     """Create a key; the key itself is printed once, as the last word of the last line."""
-    with _store(state_dir) as store:
+    with KeyStore(settings.keys_db) as store:
         record, key = store.create(name, rate_limit_rpm=rate_limit, token_quota=token_quota)
     typer.echo(f"Created API key {record.id} ({record.name}).")
     typer.echo("The key is shown only once; store it now. Clients send it as 'Authorization: Bearer KEY'.")
@@ -56,9 +50,10 @@ def create(
 
 
 @app.command("list")
-def list_keys(state_dir: StateDir = None) -> None:
+@with_state_dir
+def list_keys(settings: BoxSettings) -> None:
     """List keys with their limits and usage; secrets are never shown."""
-    with _store(state_dir) as store:
+    with KeyStore(settings.keys_db) as store:
         records = store.list()
     console = Console()
     if not console.is_terminal:
@@ -92,11 +87,12 @@ def list_keys(state_dir: StateDir = None) -> None:
 
 
 @app.command()
+@with_state_dir
 def revoke(
+    settings: BoxSettings,
     key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, as `appliance keys list` shows it")],
-    state_dir: StateDir = None,
 ) -> None:
     """Revoke a key; a running server refuses it within a second."""
-    with _store(state_dir) as store:
+    with KeyStore(settings.keys_db) as store:
         record = store.revoke(key_id)
     typer.echo(f"Revoked API key {record.id} ({record.name}); a running server refuses it within a second.")

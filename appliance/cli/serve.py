@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
-import typer
-
-from appliance.settings import Settings, load_settings
+from appliance.cli.options import SERVE_OPTIONS, settings_command
+from appliance.settings import Settings
 
 log = logging.getLogger("appliance")
-
-
-def _settings(store, state_dir, host, port, tls, tls_cert, tls_key, trusted_key, max_queue, threads) -> Settings:
-    return load_settings(store=store, state_dir=state_dir, host=host, port=port, tls=tls, tls_cert=tls_cert,
-                         tls_key=tls_key, trusted_key=trusted_key, max_queue=max_queue, threads=threads)
 
 
 def _configure_logging(level: str) -> None:
@@ -48,41 +41,20 @@ def run_server(settings: Settings) -> None:
         log.info("TLS certificate %s, SHA-256 fingerprint %s", files.cert, files.fingerprint_sha256)
     log.info("serving %s on %s://%s:%d", settings.store, scheme, settings.host, settings.port)
     settings.ensure_state_dir()
-    pid_file = settings.state_dir / "server.pid"
-    pid_file.write_text(f"{os.getpid()}\n")
+    settings.server_pid_file.write_text(f"{os.getpid()}\n")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, timeout_graceful_shutdown=10, **ssl)
 
 
-StoreOpt = typer.Option(None, "--store", help="model store (default /opt/appliance/store or APPLIANCE_STORE)")
-StateOpt = typer.Option(None, "--state-dir", help="state directory (default /var/lib/appliance or APPLIANCE_STATE_DIR)")
-HostOpt = typer.Option(None, "--host", help="address to bind (default 0.0.0.0)")
-PortOpt = typer.Option(None, "--port", help="port (default 8443)")
-TlsOpt = typer.Option(None, "--tls", help="'auto' (per-box self-signed or the installed certificate) or 'off'")
-CertOpt = typer.Option(None, "--tls-cert", help="installed certificate (PEM)")
-KeyOpt = typer.Option(None, "--tls-key", help="installed certificate's private key (PEM)")
-TrustOpt = typer.Option(None, "--trusted-key", help="vendor public key the box trusts")
-QueueOpt = typer.Option(None, "--max-queue", help="requests that may wait per model before 429")
-ThreadsOpt = typer.Option(None, "--threads", help="engine threads (default: one per physical core)")
-
-
-def serve(
-    store: Path | None = StoreOpt, state_dir: Path | None = StateOpt, host: str | None = HostOpt,
-    port: int | None = PortOpt, tls: str | None = TlsOpt, tls_cert: Path | None = CertOpt,
-    tls_key: Path | None = KeyOpt, trusted_key: Path | None = TrustOpt, max_queue: int | None = QueueOpt,
-    threads: int | None = ThreadsOpt,
-) -> None:
+@settings_command(Settings, *SERVE_OPTIONS)
+def serve(settings: Settings) -> None:
     """The API daemon: verify the store, load engines, self-test, then serve the OpenAI API."""
-    run_server(_settings(store, state_dir, host, port, tls, tls_cert, tls_key, trusted_key, max_queue, threads))
+    run_server(settings)
 
 
-def up(
-    store: Path | None = StoreOpt, state_dir: Path | None = StateOpt, host: str | None = HostOpt,
-    port: int | None = PortOpt, tls: str | None = TlsOpt, tls_cert: Path | None = CertOpt,
-    tls_key: Path | None = KeyOpt, trusted_key: Path | None = TrustOpt, max_queue: int | None = QueueOpt,
-    threads: int | None = ThreadsOpt,
-) -> None:
-    """The whole box on this machine without systemd: the server plus the health monitor, supervised."""
+@settings_command(Settings, *SERVE_OPTIONS)
+def up(settings: Settings) -> None:
+    """The whole box on this machine without systemd: first-boot setup once, then the server and the monitor."""
     from appliance.box.supervisor import run_box
 
-    run_box(_settings(store, state_dir, host, port, tls, tls_cert, tls_key, trusted_key, max_queue, threads))
+    run_box(settings)

@@ -8,6 +8,11 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 from tokenizers import Tokenizer
+from tokenizers.decoders import DecodeStream
+
+
+class NoChatTemplate(ValueError):
+    """The model has no chat template, so it takes plain prompts only."""
 
 
 def _raise(message: str) -> None:
@@ -37,28 +42,19 @@ class ChatTokenizer:
 
     def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         if self._template is None:
-            raise ValueError("this model has no chat template; use /v1/completions")
+            raise NoChatTemplate("this model has no chat template")
         return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self.special)
 
     def token_id(self, token: str) -> int | None:
         return self.tok.token_to_id(token)
 
 
-class StreamDecoder:
-    """Turns a growing list of token ids into text deltas, holding back incomplete UTF-8."""
+class TextStream:
+    """Token ids in, text deltas out, holding back incomplete UTF-8 (tokenizers' own DecodeStream)."""
 
     def __init__(self, tokenizer: ChatTokenizer):
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix_offset = 0
-        self.read_offset = 0
+        self._tok = tokenizer.tok
+        self._stream = DecodeStream(skip_special_tokens=True)
 
     def push(self, token: int) -> str:
-        self.ids.append(token)
-        prefix = self.tokenizer.decode(self.ids[self.prefix_offset:self.read_offset])
-        full = self.tokenizer.decode(self.ids[self.prefix_offset:])
-        if len(full) > len(prefix) and not full.endswith("\ufffd"):
-            self.prefix_offset = self.read_offset
-            self.read_offset = len(self.ids)
-            return full[len(prefix):]
-        return ""
+        return self._stream.step(self._tok, token) or ""

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
           429: "rate_limit_error", 503: "service_unavailable"}
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+_DOCUMENTED = {400: "Invalid request: the message names the parameter and the fix",
+               401: "Missing, unknown or revoked API key",
+               404: "No such model (or not one of this route's task)",
+               429: "The key's rate limit or token quota, or the model's queue, is full; see Retry-After",
+               503: "The box is not ready (loading, self-test failed) or an engine failed; see Retry-After"}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: the error statuses it really gives, all in OpenAI's shape."""
+    return {code: {"model": ErrorResponse, "description": _DOCUMENTED[code]} for code in codes}
 
 
 class ApiError(Exception):
@@ -19,15 +48,15 @@ class ApiError(Exception):
         self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
 
 
-def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> ErrorResponse:
     message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # it may echo client text
-    return {"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param,
-                      "code": code}}
+    return ErrorResponse(error=ErrorInfo(message=message, type=_TYPES.get(status, "server_error"), param=param,
+                                         code=code))
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
+    return JSONResponse(error_body(status, message, param, code).model_dump(), status_code=status, headers=headers)
 
 
 def _loc(loc: tuple) -> str:
@@ -65,9 +94,7 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
-    import logging
-
-    logging.getLogger(__name__).exception("unhandled error")
+    log.exception("unhandled error")
     return error_response(500, f"internal error ({type(exc).__name__}); the box logged it", code="internal_error")
 
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 
+from packaging.version import InvalidVersion, Version
+
 from appliance.sku.profiles import SkuProfile, known_profiles, load_profile
 
 # One instruction each, then `ret`; run from an executable page in a subprocess.
@@ -181,9 +183,17 @@ def mismatches(profile: SkuProfile, fp: Fingerprint) -> list[str]:
         else:
             if m.compute_capability and gpu.compute_capability != m.compute_capability:
                 reasons.append(f"compute capability {gpu.compute_capability}, the SKU needs {m.compute_capability}")
-            if m.min_driver and gpu.driver.split(".")[0] < m.min_driver:
+            if m.min_driver and _version(gpu.driver) < _version(m.min_driver):
                 reasons.append(f"driver {gpu.driver} is older than {m.min_driver}")
     return reasons
+
+
+def _version(text: str) -> Version:
+    """NVIDIA driver versions compare as versions ("1000.1" is newer than "550"), never as strings."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
 
 
 def matching_profiles(fp: Fingerprint) -> list[str]:

@@ -6,8 +6,10 @@ import time
 
 import httpx
 
-from appliance.store.manifest import Manifest, cosine_rows
-from healthcheck.checks.base import Check, Result
+from appliance.engine.similarity import cosine_rows
+from appliance.health.status import Result
+from appliance.store.manifest import Manifest
+from healthcheck.checks.base import Check
 
 
 UNREACHABLE = "server unreachable (see server.liveness)"

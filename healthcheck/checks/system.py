@@ -13,7 +13,8 @@ import psutil
 
 from appliance.store.manifest import Manifest
 from appliance.store.verify import file_fault
-from healthcheck.checks.base import Check, Result, Status
+from appliance.health.status import Result, Status
+from healthcheck.checks.base import Check
 
 
 class CpuAccelerator(Check):

@@ -4,7 +4,7 @@ import asyncio
 import sys
 import types
 
-from healthcheck.checks.base import Status
+from appliance.health.status import Status
 from healthcheck.checks.system import CpuAccelerator, NvidiaAccelerator
 
 

@@ -1,26 +1,27 @@
-"""Text generation shared by chat and completions: submit, stream text deltas, honour stop strings."""
+"""Text generation shared by chat and completions: admit a job, then stream its text or collect it.
+
+A ``Job`` is one accepted generation: its sequence in the scheduler, the
+stop strings to honour, and the key its usage is charged to (once, when it
+ends, however it ends).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+import uuid
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from starlette.requests import Request
 
+from appliance.auth.keys import KeyRecord, KeyStore
 from appliance.engine.sampling import SamplingParams
-from appliance.engine.tokenizer import StreamDecoder
+from appliance.engine.tokenizer import TextStream
 from appliance.server.openai_errors import ApiError
+from appliance.server.protocol import UsageInfo
 from appliance.server.runtime import ChatModel, Runtime
 from appliance.server.scheduler import Generation, QueueFull
-from appliance.server.schemas import _Sampling
-
-
-@dataclass
-class Outcome:
-    text: str = ""
-    finish_reason: str | None = None
-    completion_tokens: int = 0
 
 
 def require_ready(runtime: Runtime) -> None:
@@ -40,20 +41,6 @@ def chat_model(runtime: Runtime, model: str) -> ChatModel:
     return m
 
 
-def sampling_params(req: _Sampling) -> SamplingParams:
-    if req.n not in (None, 1):
-        raise ApiError(400, "n > 1 is not supported by this box; send separate requests (they are batched)", "n",
-                       "unsupported_value")
-    if req.logprobs:
-        raise ApiError(400, "logprobs are not supported by this box", "logprobs", "unsupported_value")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if getattr(req, name):
-            raise ApiError(400, f"{name} is not supported by this box; leave it at 0", name, "unsupported_value")
-    temperature = 1.0 if req.temperature is None else req.temperature
-    seed = None if req.seed is None else req.seed % (1 << 64)  # numpy's generator refuses negative seeds
-    return SamplingParams(temperature=temperature, top_p=1.0 if req.top_p is None else req.top_p, seed=seed)
-
-
 def budget(model: ChatModel, prompt_tokens: int, requested: int | None, param: str) -> int:
     """max_tokens after the context check, in OpenAI's words when it does not fit."""
     context = model.context_length
@@ -66,82 +53,111 @@ def budget(model: ChatModel, prompt_tokens: int, requested: int | None, param: s
     return requested if requested is not None else context - prompt_tokens
 
 
-def submit(model: ChatModel, prompt: list[int], max_tokens: int, params: SamplingParams) -> Generation:
+@dataclass
+class Job:
+    model: ChatModel
+    gen: Generation
+    stops: list[str]
+    keys: KeyStore
+    key: KeyRecord
+    id: str
+    created: int = field(default_factory=lambda: int(time.time()))
+    text: str = ""
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+    _charged: bool = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.gen.prompt)
+
+    def usage(self) -> UsageInfo:
+        return UsageInfo.of(self.prompt_tokens, self.completion_tokens)
+
+    def _charge(self) -> None:
+        if not self._charged:
+            self._charged = True
+            self.keys.record_usage(self.key.id, self.prompt_tokens, self.completion_tokens)
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Text deltas as tokens arrive; ``finish_reason`` and the counts are set when it ends.
+
+        Text that might be the start of a stop string is held back until it
+        cannot be, so a stop string never reaches the client.
+        """
+        decoder = TextStream(self.model.tokenizer)
+        hold = max((len(s) for s in self.stops), default=0)
+        pending = ""
+        try:
+            while True:
+                event = await self.gen.events.get()
+                if event.token is not None:
+                    self.completion_tokens += 1
+                    pending += decoder.push(event.token)
+                    cut = min((i for i in (pending.find(s) for s in self.stops) if i >= 0), default=-1)
+                    if cut >= 0:
+                        self.text += pending[:cut]
+                        self.finish_reason = "stop"
+                        if cut:
+                            yield pending[:cut]
+                        return
+                    split = max(0, len(pending) - max(0, hold - 1))  # the tail may begin a stop string
+                    ready, pending = pending[:split], pending[split:]
+                    if ready:
+                        self.text += ready
+                        yield ready
+                    continue
+                if event.finish_reason == "error":
+                    raise ApiError(503, event.error or "generation failed", code="engine_error")
+                if event.finish_reason == "stop":
+                    self.completion_tokens += 1  # the end-of-sequence token
+                self.finish_reason = event.finish_reason
+                if pending:
+                    self.text += pending
+                    yield pending
+                return
+        finally:
+            self.cancel()  # a no-op if the scheduler already finished it; frees the slot otherwise
+            self._charge()
+
+    def cancel(self) -> None:
+        self.gen.cancel()
+        self.model.scheduler.wake()
+
+    async def collect(self, request: Request) -> Job:
+        """Run to completion, but free the slot at once if the client goes away."""
+
+        async def consume() -> None:
+            async for _ in self.deltas():
+                pass
+
+        async def disconnected() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        work, watch = asyncio.ensure_future(consume()), asyncio.ensure_future(disconnected())
+        try:
+            done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (work, watch):
+                if not t.done():
+                    t.cancel()
+        if work in done:
+            work.result()
+        else:
+            self.cancel()
+            self._charge()
+        return self
+
+
+def start_job(request: Request, key: KeyRecord, model: ChatModel, prompt: list[int], max_tokens: int,
+              params: SamplingParams, stops: list[str], id_prefix: str) -> Job:
+    """Queue the generation (429 when the model's queue is full) and count its prompt."""
     gen = Generation(prompt, max_tokens, params, asyncio.get_running_loop())
     try:
-        return model.scheduler.submit(gen)
+        model.scheduler.submit(gen)
     except QueueFull as exc:
         raise ApiError(429, f"the box is busy ({exc}); retry shortly", code="queue_full",
                        headers={"Retry-After": str(model.scheduler.retry_after())}) from None
-
-
-async def text_stream(model: ChatModel, gen: Generation, stops: list[str], out: Outcome) -> AsyncIterator[str]:
-    """Yield text deltas; fills ``out`` with the finish reason and token count when done.
-
-    Text that might be the start of a stop string is held back until it
-    cannot be, so a stop string never reaches the client.
-    """
-    decoder = StreamDecoder(model.tokenizer)
-    hold = max((len(s) for s in stops), default=0)
-    pending = ""
-    try:
-        while True:
-            event = await gen.events.get()
-            if event.token is not None:
-                out.completion_tokens += 1
-                pending += decoder.push(event.token)
-                cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
-                if cut >= 0:
-                    out.text += pending[:cut]
-                    out.finish_reason = "stop"
-                    if cut:
-                        yield pending[:cut]
-                    return
-                split = max(0, len(pending) - max(0, hold - 1))  # the tail may begin a stop string
-                ready, pending = pending[:split], pending[split:]
-                if ready:
-                    out.text += ready
-                    yield ready
-                continue
-            if event.finish_reason == "error":
-                raise ApiError(503, event.error or "generation failed", code="engine_error")
-            if event.finish_reason == "stop":
-                out.completion_tokens += 1  # the end-of-sequence token
-            out.finish_reason = event.finish_reason
-            if pending:
-                out.text += pending
-                yield pending
-            return
-    finally:
-        gen.cancel()  # a no-op if the scheduler already finished it; frees the slot otherwise
-        model.scheduler.wake()
-
-
-async def collect(model: ChatModel, gen: Generation, stops: list[str], request: Request) -> Outcome:
-    """Run to completion, but free the slot at once if the client goes away."""
-    out = Outcome()
-
-    async def consume() -> None:
-        async for _ in text_stream(model, gen, stops, out):
-            pass
-
-    async def disconnected() -> None:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    work = asyncio.ensure_future(consume())
-    watch = asyncio.ensure_future(disconnected())
-    try:
-        done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (work, watch):
-            if not t.done():
-                t.cancel()
-    if work in done:
-        work.result()
-    else:
-        gen.cancel()
-        model.scheduler.wake()
-    return out
+    request.app.state.runtime.metrics.prompt_tokens.labels(model.id).inc(len(prompt))
+    return Job(model, gen, stops, request.app.state.keys, key, f"{id_prefix}-{uuid.uuid4().hex}")

@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from appliance.auth.keys import KeyRecord
 from appliance.server.auth import require_key
-from healthcheck.history import snapshot
+from appliance.server.openai_errors import error_responses
+from appliance.health.history import snapshot
 
 router = APIRouter()
 
@@ -21,7 +22,7 @@ async def healthz() -> dict:
     return {"status": "alive"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(401, 503))
 async def readyz(request: Request, _key: KeyRecord = Depends(require_key)) -> JSONResponse:
     rt = request.app.state.runtime
     body = {"ready": rt.ready, "state": rt.state, "reason": rt.reason, "models": rt.model_ids(),
@@ -29,7 +30,7 @@ async def readyz(request: Request, _key: KeyRecord = Depends(require_key)) -> JS
     return JSONResponse(body, status_code=200 if rt.ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", responses=error_responses(401))
 async def metrics(request: Request, _key: KeyRecord = Depends(require_key)) -> Response:
     rt = request.app.state.runtime
     now = time.monotonic()
@@ -38,13 +39,13 @@ async def metrics(request: Request, _key: KeyRecord = Depends(require_key)) -> R
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/health")
+@router.get("/health", responses=error_responses(401))
 async def health(request: Request, _key: KeyRecord = Depends(require_key)) -> dict:
     """The health monitor's view (box state, each check, recent transitions) as JSON, for the console."""
     return snapshot(request.app.state.settings.health_db)
 
 
-@router.get("/v1/usage")
+@router.get("/v1/usage", responses=error_responses(401))
 async def key_usage(request: Request, key: KeyRecord = Depends(require_key)) -> dict:
     """The calling key's request and token counters (never content); the console shows all keys to the admin."""
     k = next((r for r in request.app.state.keys.list() if r.id == key.id), key)

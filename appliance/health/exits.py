@@ -1,0 +1,88 @@
+"""Why the server went down, in words, and the one place a restart is put on record.
+
+Whoever sees the server process end records it: the supervisor of
+``appliance up`` from the exit status, systemd through ``ExecStopPost=``
+(``$SERVICE_RESULT``, ``$EXIT_CODE``, ``$EXIT_STATUS``). When the monitor
+asked for the restart it leaves its reason in the state directory first,
+so the record names the failed probe rather than the signal it used.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from appliance.health.history import History
+from appliance.settings import BoxSettings
+
+REQUEST_FILE = "server.restart-requested"
+
+_SYSTEMD_RESULTS = {
+    "exit-code": "exited with status {status}",
+    "signal": "killed by signal {status}",
+    "core-dump": "crashed (signal {status}, core dumped)",
+    "watchdog": "stopped sending the watchdog heartbeat; systemd killed it",
+    "timeout": "did not start or stop in time",
+    "oom-kill": "killed by the kernel's out-of-memory killer",
+    "start-limit-hit": "failed too often; systemd stopped restarting it",
+    "resources": "could not be started (missing resources)",
+}
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def describe_returncode(returncode: int) -> str:
+    """A Popen return code in words: negative means killed by that signal."""
+    if returncode < 0:
+        return f"killed by signal {-returncode} ({signal_name(-returncode)})"
+    return f"exited with status {returncode}"
+
+
+def describe_systemd_exit(service_result: str, exit_code: str, exit_status: str) -> str | None:
+    """systemd's ExecStopPost variables in words; None for a clean stop."""
+    if service_result in ("", "success"):
+        return None
+    template = _SYSTEMD_RESULTS.get(service_result, f"ended with result {service_result} ({exit_code} {{status}})")
+    status = exit_status if exit_code != "killed" and exit_code != "dumped" else f"SIG{exit_status}"
+    return template.format(status=status)
+
+
+def request_restart(state_dir: Path, reason: str) -> None:
+    """Leave the monitor's reason for the one who sees the exit; written before the server is stopped."""
+    path = state_dir / REQUEST_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(reason)
+    os.replace(tmp, path)
+
+
+def take_restart_request(state_dir: Path) -> str | None:
+    path = state_dir / REQUEST_FILE
+    try:
+        reason = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    path.unlink(missing_ok=True)
+    return reason or None
+
+
+def record_server_exit(settings: BoxSettings, how: str | None, restarter: str) -> str | None:
+    """Put one server exit on record; returns the line written, or None when it was a clean stop."""
+    requested = take_restart_request(settings.state_dir)
+    if requested:
+        cause = f"restarted by the health monitor ({requested}); the server {how or 'stopped cleanly'}"
+    elif how:
+        cause = f"the server {how}; {restarter} restarts it"
+    else:
+        return None
+    history = History(settings.health_db)
+    try:
+        history.restart("server", cause)
+    finally:
+        history.close()
+    return cause
