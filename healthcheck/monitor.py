@@ -13,8 +13,15 @@ from appliance.health.status import Result, Status
 from appliance.store.manifest import Manifest
 from appliance.store.verify import verify_store
 from healthcheck.checks.base import Check
-from healthcheck.checks.server import GoldenProbe, Liveness, Readiness, SchedulerSignals
-from healthcheck.checks.system import ClockSanity, CpuAccelerator, DiskSpace, EngineIntegrity, NvidiaAccelerator
+from healthcheck.checks.clock import ClockSanity
+from healthcheck.checks.cpu import CpuAccelerator
+from healthcheck.checks.disk import DiskSpace
+from healthcheck.checks.golden import GoldenProbe
+from healthcheck.checks.integrity import EngineIntegrity, StoreUnreadable
+from healthcheck.checks.liveness import Liveness
+from healthcheck.checks.nvidia import NvidiaAccelerator
+from healthcheck.checks.readiness import Readiness
+from healthcheck.checks.scheduler import SchedulerSignals
 from healthcheck.client import make_client, monitor_key
 from healthcheck.recovery import RecoveryPolicy, SupervisedRestarter, SystemdRestarter
 from healthcheck.settings import HealthSettings
@@ -73,8 +80,8 @@ class Monitor:
     def __init__(self, settings: HealthSettings):
         self.s = settings
         self.history = History(settings.health_db, settings.history_rows)
-        restarter = SupervisedRestarter(settings.server_pid_file) if settings.supervised \
-            else SystemdRestarter(settings.server_unit)
+        restarter = SupervisedRestarter(settings.server_pid_file, settings.state_dir) if settings.supervised \
+            else SystemdRestarter(settings.server_unit, settings.state_dir)
         self.recovery = RecoveryPolicy(restarter, settings.failures_before_restart, settings.max_restarts,
                                        settings.restart_window, settings.restart_grace)
         self.latest: dict[str, Result] = {}

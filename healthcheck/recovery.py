@@ -15,20 +15,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.health.exits import request_restart
+
 log = logging.getLogger(__name__)
 
 
 class Restarter:
-    def restart(self) -> str:
-        """Ask for a restart; return what was done, for the history."""
+    def restart(self, reason: str) -> str:
+        """Ask for a restart because of ``reason``; return what was done, for the history."""
         raise NotImplementedError
 
 
 class SystemdRestarter(Restarter):
-    def __init__(self, unit: str):
-        self.unit = unit
+    """``systemctl restart``; the server unit's ExecStopPost records the exit with the reason left here."""
 
-    def restart(self) -> str:
+    def __init__(self, unit: str, state_dir: Path):
+        self.unit, self.state_dir = unit, state_dir
+
+    def restart(self, reason: str) -> str:
+        request_restart(self.state_dir, reason)
         proc = subprocess.run(["systemctl", "restart", "--no-block", self.unit], capture_output=True, text=True,
                               timeout=30)
         if proc.returncode != 0:
@@ -39,10 +44,11 @@ class SystemdRestarter(Restarter):
 class SupervisedRestarter(Restarter):
     """The server writes its pid; killing it hands the restart to `appliance up`'s supervisor."""
 
-    def __init__(self, pid_file: Path):
-        self.pid_file = pid_file
+    def __init__(self, pid_file: Path, state_dir: Path):
+        self.pid_file, self.state_dir = pid_file, state_dir
 
-    def restart(self) -> str:
+    def restart(self, reason: str) -> str:
+        request_restart(self.state_dir, reason)
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
@@ -96,5 +102,5 @@ class RecoveryPolicy:
         self.restarts.append(now)
         for c in due:
             self.consecutive[c] = 0
-        return f"restart #{len(self.restarts)} because {due[0]}: {reasons.get(due[0], 'failed')} -> " + \
-            self.restarter.restart()
+        why = f"{due[0]}: {reasons.get(due[0], 'failed')}"
+        return f"restart #{len(self.restarts)} because {why} -> " + self.restarter.restart(why)

@@ -7,6 +7,8 @@ import time
 
 from appliance.health.status import Result
 
+UNREACHABLE = "server unreachable (see server.liveness)"
+
 
 class Check:
     """Subclasses set ``name``, ``period`` and ``timeout`` and implement ``probe``."""
