@@ -1,0 +1,73 @@
+"""A generation job: text deltas that never show a stop string, whole UTF-8 characters, usage charged once."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+from appliance.engine.sampling import SamplingParams
+from appliance.engine.tokenizer import ChatTokenizer
+from appliance.server.api.generation import Job
+from appliance.server.openai_errors import ApiError
+from appliance.server.scheduler import Generation, TokenEvent
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer(tmp_path_factory) -> ChatTokenizer:
+    """One token per UTF-8 byte, so a character like 'é' arrives in two tokens."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE({ch: i for i, ch in enumerate(alphabet)}, []))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return ChatTokenizer(path, None)
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.charged: list[tuple[str, int, int]] = []
+
+    def record_usage(self, key_id: str, prompt: int, completion: int) -> None:
+        self.charged.append((key_id, prompt, completion))
+
+
+def _run(tok: ChatTokenizer, text: str, stops: list[str], finish: str = "length", error: str | None = None):
+    async def go():
+        loop = asyncio.get_running_loop()
+        gen = Generation([1, 2, 3], 100, SamplingParams(), loop)
+        for t in tok.encode(text):
+            gen.events.put_nowait(TokenEvent(t))
+        gen.events.put_nowait(TokenEvent(None, finish, error))
+        model = types.SimpleNamespace(id="m", tokenizer=tok, scheduler=types.SimpleNamespace(wake=lambda: None))
+        keys = Keys()
+        job = Job(model, gen, stops, keys, types.SimpleNamespace(id="k1"), "cmpl-1")
+        deltas = [d async for d in job.deltas()]
+        return job, deltas, keys, gen
+
+    return asyncio.run(go())
+
+
+def test_stop_string_is_cut_and_never_streamed(byte_tokenizer):
+    job, deltas, keys, gen = _run(byte_tokenizer, "Paris is nice. END more", ["END"])
+    assert "".join(deltas) == job.text == "Paris is nice. "
+    assert not any("E" in d and "N" in d for d in deltas)
+    assert job.finish_reason == "stop" and gen.cancelled
+    assert keys.charged == [("k1", 3, job.completion_tokens)]
+
+
+def test_multibyte_characters_arrive_whole(byte_tokenizer):
+    job, deltas, _, _ = _run(byte_tokenizer, "café ☕ ok", [])
+    assert "".join(deltas) == "café ☕ ok" and all("\ufffd" not in d for d in deltas)
+    assert job.finish_reason == "length" and job.completion_tokens == len("café ☕ ok".encode())
+
+
+def test_eos_counts_as_a_token_and_an_engine_error_is_a_503(byte_tokenizer):
+    job, _, _, _ = _run(byte_tokenizer, "ab", [], finish="stop")
+    assert (job.finish_reason, job.completion_tokens) == ("stop", 3)
+    with pytest.raises(ApiError) as ei:
+        _run(byte_tokenizer, "ab", [], finish="error", error="engine error: RuntimeError")
+    assert ei.value.status == 503 and "engine error" in ei.value.message
