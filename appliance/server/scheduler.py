@@ -69,7 +69,7 @@ class Scheduler:
         self.engine = engine
         self.metrics = metrics
         self.max_queue = max_queue
-        self.prefill_chunk = prefill_chunk
+        self.prefill_chunk = max(2, prefill_chunk)  # a 1-token budget could never end a prompt (see prefill_take)
         self._waiting: deque[Generation] = deque()
         self._running: dict[int, Generation] = {}
         self._samplers: dict[int, Sampler] = {}
@@ -93,6 +93,9 @@ class Scheduler:
 
     def submit(self, gen: Generation) -> Generation:
         with self._cv:
+            if self._stop:
+                gen._emit(TokenEvent(None, "error", "server shutting down"))
+                return gen
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(f"{len(self._waiting)} requests already waiting for {self.model_id}")
             gen.seq_id = next(self._ids)
@@ -180,9 +183,9 @@ class Scheduler:
                     self._cv.wait(timeout=1.0)
                 if self._stop:
                     break
+                for gen in [g for g in self._running.values() if g.cancelled]:
+                    self._finish(gen, None)  # before admitting, so a freed slot is used this step
                 self._admit()
-            for gen in [g for g in self._running.values() if g.cancelled]:
-                self._finish(gen, None)
             self._publish_depth()
             if not self._running:
                 continue
@@ -211,7 +214,12 @@ class Scheduler:
             gen = self._running.get(seq_id)
             if gen is None:
                 continue
-            token = self._samplers[seq_id](row)
+            try:
+                token = self._samplers[seq_id](row)
+            except Exception as exc:  # e.g. non-finite logits: that sequence fails, the loop serves on
+                log.exception("sampling failed for a sequence of %s", self.model_id)
+                self._finish(gen, "error", f"sampling failed: {type(exc).__name__}")
+                continue
             gen.generated.append(token)
             if gen.first_token_at is None:
                 gen.first_token_at = now
