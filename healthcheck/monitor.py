@@ -96,18 +96,20 @@ class Monitor:
             await asyncio.sleep(check.period if result.status == Status.OK else min(check.period, self.s.retry_period))
 
     async def _record(self, check: Check, result: Result, took: float) -> None:
-        if self.history.record(check.name, result, took):
-            log.info("%s -> %s: %s", check.name, result.status.label, result.reason)
         self.latest[check.name] = result
+        with self.history.transaction():  # a reader never sees a failed check beside a box still ok
+            if self.history.record(check.name, result, took):
+                log.info("%s -> %s: %s", check.name, result.status.label, result.reason)
+            self.history.record("box", self.box_state())
         if check.affects_server:
             self.recovery.observe(check.name, result.status == Status.FAILED)
-        self.history.record("box", self.box_state())
         reasons = {n: r.reason for n, r in self.latest.items()}
         action = await asyncio.to_thread(self.recovery.decide, reasons)
         if action:
-            self.history.action("recovery", action)
+            with self.history.transaction():
+                self.history.action("recovery", action)
+                self.history.record("box", self.box_state())
             log.warning("recovery: %s", action)
-            self.history.record("box", self.box_state())
 
     def box_state(self) -> Result:
         if self.recovery.gave_up_reason:

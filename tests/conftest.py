@@ -2,19 +2,57 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from wait import wait_until
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def sku_host_mismatch() -> str:
+    """Why this host cannot run the default box's engines ('' when it can).
+
+    The server refuses a store built for another SKU, and the default box is
+    the AVX-512 (F, BW, VL, VNNI) CPU SKU.
+    """
+    from appliance.sku.detect import detect, mismatches
+    from appliance.sku.profiles import load_profile
+
+    sku = tomllib.loads((REPO / "appliance.toml").read_text())["box"]["sku"]
+    reasons = mismatches(load_profile(sku), detect())
+    return f"needs a host of SKU {sku} ({'; '.join(reasons)})" if reasons else ""
+
+
+needs_avx512 = pytest.mark.skipif(bool(sku_host_mismatch()), reason=sku_host_mismatch() or "host matches the SKU")
+
+
+def needs_root(why: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(os.geteuid() != 0, reason=f"needs root: {why}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs the factory-built store as `store`, so `-m "not store"` runs the fast ones.
+
+    item.fixturenames is the closure of requested fixtures, so tests that get
+    the store through store_copy, server, client or a module's own fixture
+    are marked too.
+    """
+    for item in items:
+        if "default_store" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.store)
 
 
 def free_port() -> int:
@@ -89,21 +127,22 @@ def start_server(store: Path, state_dir: Path, *extra: str, scheme: str = "http"
         args += ["--tls", "off"]
     proc = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     server = Server(f"{scheme}://127.0.0.1:{port}", key, state_dir, proc, log)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
+        """Ready, or settled as failed; with wait_ready=False any answer at all."""
         if proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            r = httpx.get(f"{server.url}/readyz", headers=server.headers(), timeout=2, verify=False)
-            if not wait_ready or r.status_code == 200:
-                return server
-            if r.json().get("state") == "failed":
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"server not ready in time:\n{log.read_text()[-3000:]}")
+        r = httpx.get(f"{server.url}/readyz", headers=server.headers(), timeout=2, verify=False)
+        return not wait_ready or r.status_code == 200 or r.json().get("state") == "failed"
+
+    try:
+        wait_until(answered, timeout=120, what=f"the server at {server.url} to be ready", interval=0.2,
+                   ignore=(httpx.HTTPError,), details=lambda: log.read_text()[-3000:])
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        raise
+    return server
 
 
 def stop_server(server: Server) -> None:

@@ -20,12 +20,12 @@ REQUEST_FILE = "server.restart-requested"
 
 _SYSTEMD_RESULTS = {
     "exit-code": "exited with status {status}",
-    "signal": "killed by signal {status}",
+    "signal": "was killed by signal {status}",
     "core-dump": "crashed (signal {status}, core dumped)",
-    "watchdog": "stopped sending the watchdog heartbeat; systemd killed it",
+    "watchdog": "stopped sending its watchdog heartbeat and was killed by systemd",
     "timeout": "did not start or stop in time",
-    "oom-kill": "killed by the kernel's out-of-memory killer",
-    "start-limit-hit": "failed too often; systemd stopped restarting it",
+    "oom-kill": "was killed by the kernel's out-of-memory killer",
+    "start-limit-hit": "failed too often for systemd to restart it again",
     "resources": "could not be started (missing resources)",
 }
 
@@ -40,7 +40,7 @@ def signal_name(number: int) -> str:
 def describe_returncode(returncode: int) -> str:
     """A Popen return code in words: negative means killed by that signal."""
     if returncode < 0:
-        return f"killed by signal {-returncode} ({signal_name(-returncode)})"
+        return f"was killed by signal {-returncode} ({signal_name(-returncode)})"
     return f"exited with status {returncode}"
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Iterator
 
 from appliance.health.status import Result, Status
 
@@ -68,6 +70,17 @@ class History:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes inside land together: readers see all of them or none."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def record(self, name: str, result: Result, duration: float | None = None) -> bool:
         """Store the latest result; returns True (and writes history) when the status changed."""

@@ -183,12 +183,12 @@ def mismatches(profile: SkuProfile, fp: Fingerprint) -> list[str]:
         else:
             if m.compute_capability and gpu.compute_capability != m.compute_capability:
                 reasons.append(f"compute capability {gpu.compute_capability}, the SKU needs {m.compute_capability}")
-            if m.min_driver and _version(gpu.driver) < _version(m.min_driver):
+            if m.min_driver and _driver_version(gpu.driver) < _driver_version(m.min_driver):
                 reasons.append(f"driver {gpu.driver} is older than {m.min_driver}")
     return reasons
 
 
-def _version(text: str) -> Version:
+def _driver_version(text: str) -> Version:
     """NVIDIA driver versions compare as versions ("1000.1" is newer than "550"), never as strings."""
     try:
         return Version(text)

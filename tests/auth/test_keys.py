@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import stat
 import time
+import types
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from wait import wait_until
 
 from appliance.auth import keys as keys_mod
 from appliance.auth.keys import KeyStore
@@ -99,9 +101,7 @@ def test_counters_flushed_in_background_and_survive_reopen(db: Path) -> None:
     live = s.authenticate(key)
     assert live is not None and (live.requests, live.prompt_tokens, live.completion_tokens) == (3, 30, 15)
     reader = KeyStore(db)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and reader.list()[0].requests != 3:
-        time.sleep(0.1)
+    wait_until(lambda: reader.list()[0].requests == 3, timeout=30, what="the background flush of 3 requests")
     assert (reader.list()[0].requests, reader.list()[0].prompt_tokens) == (3, 30)
     s.record_usage(record.id, prompt_tokens=1, completion_tokens=2)
     s.close()
@@ -137,28 +137,31 @@ def test_token_quota(store: KeyStore) -> None:
     assert decision.reason == "token quota of 100 exhausted" and decision.retry_after is None
 
 
-def test_change_from_another_instance_seen_within_a_second(db: Path) -> None:
+def test_change_from_another_instance_is_seen(db: Path) -> None:
+    """A key created or revoked by the CLI's instance reaches the server's instance without a restart."""
     with KeyStore(db) as server, KeyStore(db) as cli:
         record, key = cli.create("remote")
-        assert _wait(lambda: server.authenticate(key) is not None) < 1.2
+        wait_until(lambda: server.authenticate(key) is not None, timeout=30, what="the new key to authenticate")
         cli.revoke(record.id)
-        assert _wait(lambda: server.authenticate(key) is None) < 1.2
+        wait_until(lambda: server.authenticate(key) is None, timeout=30, what="the revoked key to be refused")
 
 
-def _wait(cond, limit: float = 3.0) -> float:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < limit, "change never seen"
-        time.sleep(0.02)
-    return time.monotonic() - start
+def test_authenticate_is_served_from_memory(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server authenticates every request: a known key costs no SQL until the refresh interval passes.
 
-
-def test_authenticate_is_cheap(store: KeyStore) -> None:
+    The clock is frozen so the count does not depend on how fast this host is.
+    """
     _, key = store.create("hot")
-    start = time.perf_counter()
-    for _ in range(2000):
-        assert store.authenticate(key) is not None
-    assert (time.perf_counter() - start) / 2000 < 200e-6
+    frozen = time.monotonic()
+    monkeypatch.setattr(keys_mod, "time", types.SimpleNamespace(monotonic=lambda: frozen, time=time.time))
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    try:
+        for _ in range(2000):
+            assert store.authenticate(key) is not None
+    finally:
+        store._conn.set_trace_callback(None)
+    assert statements == []
 
 
 def test_cli_create_list_revoke(tmp_path: Path) -> None:

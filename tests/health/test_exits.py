@@ -15,12 +15,12 @@ from appliance.settings import BoxSettings
 
 
 def test_returncodes_in_words():
-    assert describe_returncode(-signal.SIGKILL) == "killed by signal 9 (SIGKILL)"
+    assert describe_returncode(-signal.SIGKILL) == "was killed by signal 9 (SIGKILL)"
     assert describe_returncode(3) == "exited with status 3"
 
 
 def test_systemd_results_in_words():
-    assert describe_systemd_exit("signal", "killed", "KILL") == "killed by signal SIGKILL"
+    assert describe_systemd_exit("signal", "killed", "KILL") == "was killed by signal SIGKILL"
     assert "watchdog" in describe_systemd_exit("watchdog", "killed", "ABRT")
     assert describe_systemd_exit("exit-code", "exited", "1") == "exited with status 1"
     assert "core dumped" in describe_systemd_exit("core-dump", "dumped", "SEGV")
@@ -30,8 +30,8 @@ def test_systemd_results_in_words():
 
 def test_unrequested_exit_is_a_restart_with_its_cause(tmp_path):
     s = BoxSettings(state_dir=tmp_path)
-    line = record_server_exit(s, "killed by signal 9 (SIGKILL)", "systemd")
-    assert line == "the server killed by signal 9 (SIGKILL); systemd restarts it"
+    line = record_server_exit(s, "was killed by signal 9 (SIGKILL)", "systemd")
+    assert line == "the server was killed by signal 9 (SIGKILL); systemd restarts it"
     snap = snapshot(s.health_db)
     assert snap["restarts"]["count"] == 1 and "SIGKILL" in snap["restarts"]["last"]["reason"]
     assert snap["history"][0]["kind"] == "restart"

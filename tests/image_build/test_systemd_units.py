@@ -7,14 +7,17 @@
   units in etc/systemd/system and a stub /opt/appliance/venv/bin/appliance,
   so it does not complain that the real executable is missing.
 - The directives the design relies on are present.
+- Every Exec*= line names a sub-command and options the `appliance` CLI has.
 
-Needs `systemd-analyze` >= 250 (for --offline); on Debian/Ubuntu it is in the
-`systemd` package. Skipped with a reason when it is missing or too old.
+The first two need `systemd-analyze` >= 250 (for --offline); on
+Debian/Ubuntu it is in the `systemd` package. They are skipped with a reason
+when it is missing or too old; the others need only the unit files.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -107,16 +110,12 @@ def _systemd_version() -> int | None:
 
 
 _VERSION = _systemd_version()
-pytestmark = [
-    pytest.mark.skipif(
-        _VERSION is None,
-        reason="systemd-analyze not installed (apt-get install systemd)",
-    ),
-    pytest.mark.skipif(
-        _VERSION is not None and _VERSION < 250,
-        reason=f"systemd-analyze {_VERSION} lacks 'security --offline' (needs >= 250)",
-    ),
-]
+_NO_ANALYZE = (
+    "systemd-analyze not installed (apt-get install systemd)" if _VERSION is None
+    else f"systemd-analyze {_VERSION} lacks 'security --offline' (needs >= 250)" if _VERSION < 250
+    else ""
+)
+needs_analyze = pytest.mark.skipif(bool(_NO_ANALYZE), reason=_NO_ANALYZE or "systemd-analyze >= 250")
 
 
 def _directives(unit: str) -> dict[str, list[str]]:
@@ -165,12 +164,14 @@ def offline_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("unit", UNITS)
+@needs_analyze
 def test_exposure_under_ceiling(unit: str) -> None:
     level, output = _exposure(unit)
     assert level <= MAX_EXPOSURE[unit], f"{unit}: exposure {level} > {MAX_EXPOSURE[unit]}\n{output}"
 
 
 @pytest.mark.parametrize("unit", UNITS)
+@needs_analyze
 def test_verify_clean(unit: str, offline_root: Path) -> None:
     proc = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", f"--root={offline_root}", unit],
@@ -212,3 +213,93 @@ def test_polkit_rule_scopes_health_to_server() -> None:
     assert 'subject.user !== "appliance"' in rule
     verbs = set(re.findall(r'verb === "([a-z-]+)"', rule))
     assert verbs == {"start", "restart", "try-restart", "reset-failed"}
+
+
+EXEC_KEYS = ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost")
+
+
+def _appliance_command_lines(unit: str) -> list[list[str]]:
+    """argv of each Exec*= line that runs the appliance CLI, without systemd's prefixes (-, @, +, !, :)."""
+    lines = []
+    for key in EXEC_KEYS:
+        for value in _directives(unit).get(key, []):
+            argv = shlex.split(value)
+            argv[0] = argv[0].lstrip("-@+!:")
+            if Path(argv[0]).name == "appliance":
+                lines.append(argv)
+    return lines
+
+
+def _cli_faults(argv: list[str]) -> list[str]:
+    """What in ``argv`` the `appliance` CLI would refuse: unknown sub-commands or options, missing values.
+
+    Walks the click command tree typer builds. Duck-typed (``commands``,
+    ``param_type_name``) because newer typer vendors its own click.
+    """
+    import typer
+
+    from appliance.cli.main import app
+
+    cmd = typer.main.get_command(app)
+    path = ["appliance"]
+    given: set[str] = set()
+    positional = 0
+    faults: list[str] = []
+    args = iter(argv[1:])
+    for tok in args:
+        where = " ".join(path)
+        options = [p for p in cmd.params if p.param_type_name == "option"]
+        if tok.startswith("-"):
+            name, eq, _ = tok.partition("=")
+            opt = next((p for p in options if name in p.opts + p.secondary_opts), None)
+            if opt is None:
+                known = sorted(o for p in options for o in p.opts + p.secondary_opts)
+                faults.append(f"`{where}` has no option {name} (it has {', '.join(known) or 'none'})")
+                continue
+            given.add(opt.name)
+            if not (opt.is_flag or opt.count or eq) and next(args, None) is None:
+                faults.append(f"`{where} {name}` needs a value")
+        elif hasattr(cmd, "commands") and not positional:
+            sub = cmd.commands.get(tok)
+            if sub is None:
+                faults.append(f"`{where}` has no sub-command {tok!r} (it has {', '.join(sorted(cmd.commands))})")
+                return faults
+            cmd = sub
+            path.append(tok)
+        else:
+            positional += 1
+    where = " ".join(path)
+    if hasattr(cmd, "commands") and not cmd.invoke_without_command:
+        faults.append(f"`{where}` is a group, not a command: it only prints its help")
+    arguments = [p for p in cmd.params if p.param_type_name == "argument"]
+    if all(a.nargs != -1 for a in arguments) and positional > sum(a.nargs for a in arguments):
+        faults.append(f"`{where}` takes {sum(a.nargs for a in arguments)} arguments, the unit passes {positional}")
+    if positional < sum(1 for a in arguments if a.required):
+        faults.append(f"`{where}` needs its arguments {[a.name for a in arguments]}")
+    for p in cmd.params:
+        if p.param_type_name == "option" and p.required and p.name not in given:
+            faults.append(f"`{where}` needs {p.opts[0]}")
+    return faults
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_exec_lines_name_real_cli_commands(unit: str) -> None:
+    """A unit that runs a sub-command or option the CLI lacks would fail only on the box, at boot."""
+    lines = _appliance_command_lines(unit)
+    assert lines, f"{unit}: no Exec*= line runs the appliance CLI"
+    for argv in lines:
+        faults = _cli_faults(argv)
+        assert not faults, f"{unit}: {shlex.join(argv)}: " + "; ".join(faults)
+
+
+def test_cli_check_catches_what_it_should() -> None:
+    """The checker itself: a wrong sub-command, option, missing value or bare group is reported."""
+    exe = "/opt/appliance/venv/bin/appliance"
+    assert _cli_faults([exe, "health", "run", "--state-dir", "/x"]) == []
+    assert _cli_faults([exe, "health", "--state-dir=/x", "run", "--supervised"]) == []
+    assert "no sub-command 'nope'" in _cli_faults([exe, "health", "nope"])[0]
+    assert "no option --stat-dir" in _cli_faults([exe, "serve", "--stat-dir", "/x"])[0]
+    assert "needs a value" in _cli_faults([exe, "serve", "--store"])[0]
+    assert "is a group" in _cli_faults([exe, "keys"])[0]
+    assert "needs its arguments" in _cli_faults([exe, "store", "verify"])[0]
+    assert "takes 1 arguments" in _cli_faults([exe, "store", "verify", "/a", "/b"])[0]

@@ -6,6 +6,7 @@ import sys
 
 from appliance.sku.detect import Fingerprint, GpuInfo, detect, matching_profiles, mismatches
 from appliance.sku.profiles import known_profiles, load_profile
+from conftest import needs_avx512
 
 
 def test_profiles_are_data_and_load():
@@ -15,6 +16,7 @@ def test_profiles_are_data_and_load():
     assert gpu.match.compute_capability == "9.0" and gpu.backend == "tensorrt"
 
 
+@needs_avx512
 def test_this_host_matches_the_cpu_sku_by_probing():
     fp = detect()
     assert fp.probed.get("avx512f") is True, "AVX-512 must be probed by executing an instruction"
@@ -43,6 +45,7 @@ def test_gpu_sku_reasons():
     assert mismatches(prof, h100) == []
 
 
+@needs_avx512
 def test_cli_prints_fingerprint_and_match():
     out = subprocess.run([sys.executable, "-m", "appliance", "sku", "detect", "--json"], capture_output=True,
                          text=True, check=True).stdout
@@ -50,3 +53,20 @@ def test_cli_prints_fingerprint_and_match():
     assert data["matches"] == ["cpu-x86_64-avx512"]
     assert data["fingerprint"]["arch"] == "x86_64"
     assert "nvidia-h100-80gb" in data["mismatches"]
+
+
+def test_driver_versions_compare_as_versions():
+    """'1000.1' is newer than '550' (as strings it would sort before it)."""
+    from appliance.sku.detect import Fingerprint, GpuInfo, mismatches
+    from appliance.sku.profiles import load_profile
+
+    profile = load_profile("nvidia-h100-80gb")
+    gpu = profile.match.gpu_name_contains
+
+    def reasons(driver: str) -> list[str]:
+        fp = Fingerprint(arch="x86_64", cpu_vendor="x", cpu_model="x", logical_cpus=2, physical_cores=2, cpu_flags=[],
+                         gpus=[GpuInfo(f"NVIDIA {gpu}", "9.0", driver, 80.0)])
+        return [r for r in mismatches(profile, fp) if "driver" in r]
+
+    assert reasons("1000.1") == [] and reasons("550.54") == []
+    assert reasons("535.104") == ["driver 535.104 is older than 550"]

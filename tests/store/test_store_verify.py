@@ -10,6 +10,7 @@ from appliance.errors import StoreError
 from appliance.sku.detect import Fingerprint, detect
 from appliance.store.signing import write_keypair
 from appliance.store.verify import verify_store
+from conftest import needs_avx512
 
 CHAT = "smollm2-135m-instruct"
 
@@ -19,6 +20,7 @@ def _verify_cli(store, *extra):
                           capture_output=True, text=True)
 
 
+@needs_avx512
 def test_intact_store_verifies(default_store):
     result = verify_store(default_store, host=detect())
     assert set(result.models) == {CHAT, "all-minilm-l6-v2"}
@@ -33,6 +35,7 @@ def _flip_byte(path, offset=4096):
     path.write_bytes(bytes(data))
 
 
+@needs_avx512  # `store verify` checks the host's SKU before the files
 def test_changed_byte_is_named(store_copy):
     _flip_byte(store_copy / CHAT / "model.onnx.data")
     proc = _verify_cli(store_copy)
@@ -77,6 +80,7 @@ def test_wrong_signature_is_refused(store_copy, tmp_path):
         verify_store(store_copy)
 
 
+@needs_avx512  # the faulting-VNNI case starts from this host's own fingerprint
 def test_foreign_sku_is_refused(default_store):
     host = detect()
     arm = Fingerprint(arch="aarch64", cpu_vendor="ARM", cpu_model="Neoverse", logical_cpus=4, physical_cores=4,
