@@ -19,9 +19,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
 
-DEFAULT_LLAMA_PYTHON = Path("/work/benchvenv/bin/python")
-DEFAULT_LLAMA_BIN = Path("/work/llamacpp/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin")
-
 
 def _cpuinfo() -> tuple[str, int, int, list[str]]:
     """CPU model, physical cores, logical CPUs and flags, from /proc/cpuinfo."""
@@ -73,9 +70,27 @@ def _version(module: str) -> str | None:
         return None
 
 
+def llama_anchor(args, binding: bool) -> None:
+    """Fill ``args.llama_bin`` / ``args.llama_python`` from bench/llamacpp_build.py unless given on the command line."""
+    from llamacpp_build import ensure
+
+    if args.llama_bin is not None and (not binding or args.llama_python is not None):
+        return
+    anchor = ensure(args.llama_cache, binding=binding)
+    if args.llama_bin is None:
+        args.llama_bin = anchor.bin
+    if binding and args.llama_python is None:
+        args.llama_python = anchor.python
+
+
 def llama_versions(llama_python: Path | None, llama_bin: Path | None) -> dict:
-    """llama-cpp-python's version (in its own venv) and the llama.cpp binaries' build line."""
-    out: dict = {"llama_cpp_python": None, "llama_cpp_build": None}
+    """llama-cpp-python's version (in its own venv), the llama.cpp binaries' build line and cmake flags."""
+    out: dict = {"llama_cpp_python": None, "llama_cpp_build": None, "llama_cpp_cmake": None}
+    marker = Path(llama_bin).parent.parent / "build.json" if llama_bin else None
+    if marker and marker.exists():
+        info = json.loads(marker.read_text())
+        keys = ("llama_cpp_python", "sdist_sha256", "profile", "cmake_flags", "compiler")
+        out["llama_cpp_cmake"] = {k: info.get(k) for k in keys}
     if llama_python and Path(llama_python).exists():
         try:
             proc = subprocess.run([str(llama_python), "-c", "import llama_cpp; print(llama_cpp.__version__)"],
@@ -124,7 +139,8 @@ def machine_info(llama_python: Path | None = None, llama_bin: Path | None = None
         "transformers": _version("transformers"),
         "load_avg_at_start": [round(x, 2) for x in load] if load else None,
     }
-    info.update(llama_versions(llama_python, llama_bin))
+    if llama_python or llama_bin:
+        info.update(llama_versions(llama_python, llama_bin))
     return info
 
 
@@ -146,7 +162,7 @@ def find_chat_model(store: Path, model_id: str | None):
 
 def resolve_gguf(spec_path: Path, model_id: str):
     """The model's source as the factory resolves it: (LocalSource, cache dir)."""
-    from appliance.build.sources import default_cache_dir, resolve_source
+    from appliance.factory.sources import default_cache_dir, resolve_source
     from appliance.spec import load_spec
 
     spec = load_spec(spec_path)
@@ -186,11 +202,35 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def git_state() -> dict:
+    """The checkout the numbers came from: HEAD and whether anything differs from it (untracked files too)."""
+    def git(*a: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit.strip() if commit else None,
+            "dirty": bool(status.strip()) if status is not None else None}
+
+
 def write_result(name: str, data: dict, out: Path | None = None) -> Path:
-    """Write the result JSON to ``out`` or bench/results/<name>-<UTC date>.json; return the path."""
+    """Write the result JSON, with the git block beside the machine block, to ``out`` or
+    bench/results/<name>-<UTC date>.json; return the path."""
     path = out or RESULTS / f"{name}-{utc_now().strftime('%Y-%m-%d')}.json"
+    git = git_state()
+    ordered: dict = {}
+    for k, v in data.items():
+        if k != "git":
+            ordered[k] = v
+        if k == "machine":
+            ordered["git"] = git
+    ordered.setdefault("git", git)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(json.dumps(ordered, indent=2) + "\n")
     return path
 
 

@@ -24,7 +24,9 @@ Engines:
   for pp/tg as llama.cpp itself reports them (llama-bench's tg runs at
   context depth 0). ``llama-batched-bench`` is used for batch decoding
   only if that binary exists; the worker's batched llama_decode is always
-  recorded.
+  recorded. The binaries, the libraries and the binding's venv are built once
+  by bench/llamacpp_build.py (pinned sdist, explicit CPU flags) unless
+  ``--llama-bin`` and ``--llama-python`` name others.
 
 Each figure is the median of ``--runs`` runs (3; ``--quick`` makes it 1)
 after one discarded warm-up run of the same shape, and every run uses fresh
@@ -58,9 +60,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (DEFAULT_LLAMA_BIN, DEFAULT_LLAMA_PYTHON, REPO, find_chat_model, fmt,  # noqa: E402
-                     machine_info, physical_cores, print_table, ratio, resolve_gguf, stat, utc_now,
-                     write_result)
+from _common import (REPO, find_chat_model, fmt, llama_anchor, machine_info, physical_cores,  # noqa: E402
+                     print_table, ratio, resolve_gguf, stat, utc_now, write_result)
+from llamacpp_build import DEFAULT_CACHE  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "_llamacpp_worker.py"
 
@@ -418,7 +420,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--spec", type=Path, default=REPO / "appliance.toml", help="spec naming the model's source")
     p.add_argument("--threads", type=int, default=physical_cores(), help="threads for every engine")
     p.add_argument("--runs", type=int, default=3, help="timed runs per figure (median reported)")
-    p.add_argument("--quick", action="store_true", help="one run per figure")
+    p.add_argument("--quick", action="store_true",
+                   help="one run per figure, for a smoke test; committed results come from full runs")
     p.add_argument("--prefill-tokens", type=int, default=512)
     p.add_argument("--prompt-tokens", type=int, default=100, help="prompt for TTFT and decode")
     p.add_argument("--new-tokens", type=int, default=128, help="decode steps (EOS ignored)")
@@ -426,8 +429,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prefill-chunk", type=int, default=0, help="our prefill chunk (0: the manifest's)")
     p.add_argument("--engines", default="ours,transformers,llamacpp", help="comma list of engines to run")
     p.add_argument("--hf-attn", default="eager", choices=["eager", "sdpa"], help="transformers attention")
-    p.add_argument("--llama-python", type=Path, default=DEFAULT_LLAMA_PYTHON, help="llama-cpp-python venv python")
-    p.add_argument("--llama-bin", type=Path, default=DEFAULT_LLAMA_BIN, help="llama.cpp build/bin")
+    p.add_argument("--llama-python", type=Path, default=None,
+                   help="llama-cpp-python venv python (default: built by bench/llamacpp_build.py)")
+    p.add_argument("--llama-bin", type=Path, default=None,
+                   help="llama.cpp build/bin (default: built by bench/llamacpp_build.py)")
+    p.add_argument("--llama-cache", type=Path, default=DEFAULT_CACHE, help="where llamacpp_build.py builds")
     p.add_argument("--bw-gib", type=float, default=1.0, help="array size for the bandwidth probe")
     p.add_argument("--bw-repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=1234)
@@ -445,6 +451,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if "llamacpp" in args.engines:
+        llama_anchor(args, binding=True)
     started = utc_now()
     t_start = time.perf_counter()
     model_dir, manifest = find_chat_model(args.store.resolve(), args.model)
@@ -462,7 +470,7 @@ def main(argv=None) -> int:
         engines["ours"] = bench_ours(model_dir, manifest, prompts, args)
     hf_dir = None
     if "transformers" in args.engines:
-        from appliance.build.sources import gguf_to_hf
+        from appliance.factory.sources import gguf_to_hf
 
         print("transformers ...", flush=True)
         hf_dir = gguf_to_hf(src, cache / "hf")
@@ -512,7 +520,8 @@ def main(argv=None) -> int:
         "duration_s": round(time.perf_counter() - t_start, 1),
         "machine": machine_info(args.llama_python, args.llama_bin),
         "parameters": {
-            "threads": args.threads, "runs": args.runs, "warmup_runs": "1 discarded run per measurement", "prefill_tokens": args.prefill_tokens,
+            "threads": args.threads, "quick": args.quick, "runs": args.runs,
+            "warmup_runs": "1 discarded run per measurement", "prefill_tokens": args.prefill_tokens,
             "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "batch": args.batch,
             "engines": args.engines, "hf_attn": args.hf_attn, "seed": args.seed, "bw_gib": args.bw_gib,
             "bw_repeats": args.bw_repeats, "prompt_ids": "uniform random in [256, vocab-1), fresh per run",
