@@ -9,6 +9,8 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.health.history import History
+from appliance.health.run_now import take_check_run_request
+from appliance.settings import ADMIN_FILE, Settings, load_settings
 from appliance.health.status import Result, Status
 from appliance.store.manifest import Manifest
 from appliance.store.verify import verify_store
@@ -27,6 +29,7 @@ from healthcheck.recovery import RecoveryPolicy, SupervisedRestarter, SystemdRes
 from healthcheck.settings import HealthSettings
 
 log = logging.getLogger(__name__)
+RUN_NOW_POLL_S = 1.0
 
 
 class StoreUnreadable(Check):
@@ -86,14 +89,31 @@ class Monitor:
                                        settings.restart_window, settings.restart_grace)
         self.latest: dict[str, Result] = {}
         self._lock = asyncio.Lock()
+        self._wake: dict[str, asyncio.Event] = {}
+        self._url = ""
 
     async def _loop(self, check: Check) -> None:
+        wake = self._wake.setdefault(check.name, asyncio.Event())
         while True:
+            wake.clear()
             result, took = await check.run()
             async with self._lock:
                 await self._record(check, result, took)
             # a check that is not ok is looked at again soon, so recovery shows without waiting a long period
-            await asyncio.sleep(check.period if result.status == Status.OK else min(check.period, self.s.retry_period))
+            period = check.period if result.status == Status.OK else min(check.period, self.s.retry_period)
+            try:
+                await asyncio.wait_for(wake.wait(), period)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _run_now_requests(self) -> None:
+        """Every check runs at once when the console asks (its button leaves a marker in the state directory)."""
+        while True:
+            if take_check_run_request(self.s.state_dir):
+                self.history.action("monitor", "checks re-run at the admin's request")
+                for event in self._wake.values():
+                    event.set()
+            await asyncio.sleep(RUN_NOW_POLL_S)
 
     async def _record(self, check: Check, result: Result, took: float) -> None:
         self.latest[check.name] = result
@@ -122,14 +142,32 @@ class Monitor:
         text = "; ".join(f"{n}: {reason}" for status, n, reason in bad if status == worst)
         return Result(worst, text)
 
+    def server_url(self) -> str:
+        return self.s.server or load_settings(Settings, state_dir=self.s.state_dir).local_url()
+
+    async def _follow_admin_settings(self, stop: asyncio.Event) -> None:
+        """The admin may move the server (address, port, TLS): restart to follow (systemd or `up` starts us again)."""
+        path = self.s.state_dir / ADMIN_FILE
+        seen = path.stat().st_mtime if path.exists() else None
+        while not stop.is_set():
+            await asyncio.sleep(RUN_NOW_POLL_S)
+            now = path.stat().st_mtime if path.exists() else None
+            if now != seen and self.s.server is None and self.server_url() != self._url:
+                self.history.action("monitor", f"the server moved to {self.server_url()}; the monitor restarts to follow")
+                stop.set()
+            seen = now
+
     async def run(self) -> None:
         key = monitor_key(self.s)
-        async with make_client(self.s.server, self.s, key) as client:
+        self._url = self.server_url()
+        async with make_client(self._url, self.s, key) as client:
             checks = build_checks(self.s, client)
             self.history.clear_state()
             self.history.action("monitor", f"started with {len(checks)} checks: {', '.join(c.name for c in checks)}")
             tasks = [asyncio.create_task(self._loop(c), name=c.name) for c in checks]
+            tasks.append(asyncio.create_task(self._run_now_requests(), name="run-now"))
             stop = asyncio.Event()
+            tasks.append(asyncio.create_task(self._follow_admin_settings(stop), name="follow-settings"))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)

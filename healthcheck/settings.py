@@ -11,7 +11,8 @@ from appliance.settings import BoxSettings
 class HealthSettings(BoxSettings):
     model_config = SettingsConfigDict(env_prefix="APPLIANCE_HEALTH_", extra="ignore", populate_by_name=True)
 
-    server: str = Field("https://127.0.0.1:8443", description="server base URL the monitor probes")
+    server: str | None = Field(None, description="server base URL the monitor probes (default: where the box's "
+                                                 "settings, the admin's included, say it listens)")
     supervised: bool = Field(False, description="restart through `appliance up`, not systemd")
     server_unit: str = "appliance-server.service"
 

@@ -8,6 +8,7 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
   dpkg -s libsystemd-dev >/dev/null 2>&1 || need+=(libsystemd-dev)
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+  [ -x /usr/bin/chromium ] || need+=(chromium)  # the console's browser tests drive Debian's chromium
   if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -33,6 +33,9 @@ from typing import Any, Literal
 from appliance.errors import ApplianceError
 
 KEY_PREFIX = "sk-appl-"
+INTERNAL_KEY_PREFIX = "internal:"  # keys the box makes for itself; never shown to the admin to copy
+MONITOR_KEY_NAME = INTERNAL_KEY_PREFIX + "health-monitor"
+CONSOLE_KEY_NAME = INTERNAL_KEY_PREFIX + "console"  # the console playground's usage is counted under it
 REFRESH_INTERVAL_S = 0.5
 FLUSH_INTERVAL_S = 1.0
 RATE_WINDOW_S = 60.0
@@ -279,6 +282,18 @@ class KeyStore:
             updated = self._write(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (time.time(), key_id)
             )
+            if not updated:
+                raise ApplianceError(f"no API key with id {key_id!r}; `appliance keys list` shows ids")
+            self._reload()
+            return self._entries[key_id].record
+
+    def set_limits(self, key_id: str, rate_limit_rpm: int | None, token_quota: int | None) -> KeyRecord:
+        """Change a key's rate limit and token quota (None lifts it); the server applies it within a second."""
+        _positive(rate_limit_rpm, "rate limit")
+        _positive(token_quota, "token quota")
+        with self._db_lock:
+            updated = self._write("UPDATE api_keys SET rate_limit_rpm = ?, token_quota = ? WHERE id = ?",
+                                  (rate_limit_rpm, token_quota, key_id))
             if not updated:
                 raise ApplianceError(f"no API key with id {key_id!r}; `appliance keys list` shows ids")
             self._reload()

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from appliance.auth.keys import KeyStore
-from appliance.box.firstboot import MONITOR_KEY_NAME, run_firstboot
+from appliance.auth.keys import INTERNAL_KEY_PREFIX, KeyStore
+from appliance.box.firstboot import run_firstboot
 from appliance.health.exits import describe_returncode, record_server_exit
 from appliance.settings import Settings
 
@@ -57,34 +57,44 @@ def _common(settings: Settings) -> list[str]:
     return args
 
 
+SERVER_FLAGS = ("host", "port", "tls", "tls_cert", "tls_key", "max_queue", "prefill_chunk", "threads", "log_level")
+
+
+def _pinned_flags(settings: Settings) -> list[str]:
+    """Only what was given to `up` is passed on: the rest the server reads itself, the admin's settings included."""
+    return [arg for name in SERVER_FLAGS if name in settings.pinned and getattr(settings, name) is not None
+            for arg in ("--" + name.replace("_", "-"), str(getattr(settings, name)))]
+
+
 def first_key(settings: Settings) -> str | None:
     """On the first `up`, make one API key so the box is usable at once; shown only this time."""
     with KeyStore(settings.keys_db) as keys:
-        if any(k.name != MONITOR_KEY_NAME for k in keys.list()):
+        if any(not k.name.startswith(INTERNAL_KEY_PREFIX) for k in keys.list()):
             return None
         _, secret = keys.create("local-admin")
         return secret
 
 
 def run_box(settings: Settings) -> None:
-    console = Console()
-    report = run_firstboot(settings)
+    console = Console(soft_wrap=True)
+    report = run_firstboot(settings, new_setup_code=True)  # while unclaimed, each start shows a fresh code
     key = first_key(settings)
     scheme = "http" if settings.tls == "off" else "https"
-    serve = [sys.executable, "-m", "appliance", "serve", *_common(settings), "--host", settings.host,
-             "--port", str(settings.port), "--tls", settings.tls]
-    if settings.tls_cert and settings.tls_key:
-        serve += ["--tls-cert", str(settings.tls_cert), "--tls-key", str(settings.tls_key)]
+    serve = [sys.executable, "-m", "appliance", "serve", *_common(settings), *_pinned_flags(settings)]
     if report.tls_fingerprint:
         console.print(f"TLS certificate SHA-256 fingerprint: [bold]{report.tls_fingerprint}[/]")
-    monitor = [sys.executable, "-m", "appliance", "health", "run", *_common(settings),
-               "--server", f"{scheme}://127.0.0.1:{settings.port}", "--supervised"]
+    monitor = [sys.executable, "-m", "appliance", "health", "run", *_common(settings), "--supervised"]
+    if settings.pinned & {"host", "port", "tls"}:
+        monitor += ["--server", settings.local_url()]  # else the monitor follows the admin's settings itself
     children = [Child("server", serve, settings.state_dir / "server.log"),
                 Child("monitor", monitor, settings.state_dir / "health.log")]
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     console.print(f"box serving on {scheme}://{host}:{settings.port}/v1  (logs in {settings.state_dir})")
     if key:
         console.print(f"API key (shown once; more with `appliance keys create NAME`): {key}")
+    if report.setup_code:
+        console.print(f"console: {scheme}://{host}:{settings.port}/console  setup code (one use): "
+                      f"[bold]{report.setup_code}[/]")
     stopping = False
 
     def _stop(*_: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from appliance.cli.options import SERVE_OPTIONS, settings_command
 from appliance.settings import Settings
@@ -27,7 +28,7 @@ def _configure_logging(level: str) -> None:
 def run_server(settings: Settings) -> None:
     import uvicorn
 
-    from appliance.server.app import create_app
+    from appliance.server.app import RESTART_EXIT_CODE, create_app
 
     _configure_logging(settings.log_level)
     ssl = {}
@@ -42,8 +43,14 @@ def run_server(settings: Settings) -> None:
     log.info("serving %s on %s://%s:%d", settings.store, scheme, settings.host, settings.port)
     settings.ensure_state_dir()
     settings.server_pid_file.write_text(f"{os.getpid()}\n")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, timeout_graceful_shutdown=10, **ssl)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                                           access_log=False, timeout_graceful_shutdown=10, **ssl))
+    app.state.uvicorn = server
+    server.run()
+    if app.state.restart_requested:
+        log.info("restarting to apply the admin's settings")
+        sys.exit(RESTART_EXIT_CODE)
 
 
 @settings_command(Settings, *SERVE_OPTIONS)

@@ -3,12 +3,14 @@
 Whoever sees the server process end records it: the supervisor of
 ``appliance up`` from the exit status, systemd through ``ExecStopPost=``
 (``$SERVICE_RESULT``, ``$EXIT_CODE``, ``$EXIT_STATUS``). When the monitor
-asked for the restart it leaves its reason in the state directory first,
-so the record names the failed probe rather than the signal it used.
+(or the admin, by changing settings) asked for the restart, the reason is
+left in the state directory first, so the record names it rather than the
+signal or exit status used.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -53,29 +55,33 @@ def describe_systemd_exit(service_result: str, exit_code: str, exit_status: str)
     return template.format(status=status)
 
 
-def request_restart(state_dir: Path, reason: str) -> None:
-    """Leave the monitor's reason for the one who sees the exit; written before the server is stopped."""
+def request_restart(state_dir: Path, reason: str, by: str = "the health monitor") -> None:
+    """Leave who asked and why for the one who sees the exit; written before the server is stopped."""
     path = state_dir / REQUEST_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(reason)
+    tmp.write_text(json.dumps({"by": by, "reason": reason}))
     os.replace(tmp, path)
 
 
-def take_restart_request(state_dir: Path) -> str | None:
+def take_restart_request(state_dir: Path) -> tuple[str, str] | None:
+    """(who asked, why), once; None when nobody asked."""
     path = state_dir / REQUEST_FILE
     try:
-        reason = path.read_text().strip()
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    except ValueError:
+        data = {}
     path.unlink(missing_ok=True)
-    return reason or None
+    return str(data.get("by", "someone")), str(data.get("reason", "no reason given"))
 
 
 def record_server_exit(settings: BoxSettings, how: str | None, restarter: str) -> str | None:
     """Put one server exit on record; returns the line written, or None when it was a clean stop."""
     requested = take_restart_request(settings.state_dir)
     if requested:
-        cause = f"restarted by the health monitor ({requested}); the server {how or 'stopped cleanly'}"
+        by, reason = requested
+        cause = f"restarted by {by} ({reason}); the server {how or 'stopped cleanly'}"
     elif how:
         cause = f"the server {how}; {restarter} restarts it"
     else:

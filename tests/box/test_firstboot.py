@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import stat
 
-from appliance.auth.keys import KeyStore
-from appliance.box.firstboot import MONITOR_KEY_NAME, run_firstboot
+from appliance.auth.keys import MONITOR_KEY_NAME, KeyStore
+from appliance.box.firstboot import run_firstboot
 from appliance.box.supervisor import first_key
 from appliance.settings import Settings
 from healthcheck.client import monitor_key
@@ -14,13 +14,14 @@ from healthcheck.client import monitor_key
 def test_makes_then_keeps_the_secrets(tmp_path):
     s = Settings(state_dir=tmp_path / "state")
     first = run_firstboot(s)
-    assert first.made == ["TLS certificate", "monitor credential"] and first.tls_fingerprint
+    assert first.made == ["TLS certificate", "session secret", "monitor credential", "setup code"]
+    assert first.tls_fingerprint and first.setup_code
     secret = monitor_key(s)
     assert stat.S_IMODE(s.monitor_key_file.stat().st_mode) == 0o600
     with KeyStore(s.keys_db) as keys:
         assert keys.authenticate(secret).name == MONITOR_KEY_NAME
     again = run_firstboot(s)
-    assert again.made == [] and again.tls_fingerprint == first.tls_fingerprint
+    assert again.made == [] and again.tls_fingerprint == first.tls_fingerprint and again.setup_code is None
     assert monitor_key(s) == secret and s.firstboot_marker.is_file()
 
 

@@ -52,4 +52,4 @@ def test_two_failures_of_a_server_check_restart_it_with_the_reason(tmp_path):
     asyncio.run(run())
     actions = [h for h in snapshot(m.s.health_db, 50)["history"] if h["name"] == "recovery"]
     assert len(actions) == 1 and "restart #1 because server.liveness: server is not listening" in actions[0]["reason"]
-    assert take_restart_request(tmp_path) == "server.liveness: server is not listening"
+    assert take_restart_request(tmp_path) == ("the health monitor", "server.liveness: server is not listening")

@@ -88,9 +88,11 @@ class Box:
 @pytest.fixture()
 def box(default_store, tmp_path):
     b = Box(default_store, tmp_path / "state")
-    b.wait("box ok", lambda b: b.snap()["box"]["status"] == "ok" and b.status("golden.smollm2-135m-instruct") == "ok")
-    yield b
-    b.stop()
+    try:
+        b.wait("box ok", lambda b: b.snap()["box"]["status"] == "ok" and b.status("golden.smollm2-135m-instruct") == "ok")
+        yield b
+    finally:
+        b.stop()
 
 
 def _transitions(b: Box, name: str) -> list[str]:
