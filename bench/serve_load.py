@@ -23,12 +23,25 @@ to keep client overhead small. Only loopback URLs are accepted.
 ``--compare`` starts and stops the servers itself: ours (``python -m
 appliance serve --store STORE --tls off`` with a fresh state dir and a new
 API key; start-to-/readyz-200 time recorded, polling every 50 ms), then
-llama-server on the same GGUF (found as the factory finds it:
+llama-server (built once by bench/llamacpp_build.py unless ``--llama-bin``
+names another) on the same GGUF (found as the factory finds it:
 ``resolve_source`` on the spec's source), with the same thread count;
 both run the same levels, and the result holds both plus ratios (ours /
 llama-server aggregate tok/s at each level, and each server's tok/s at
 each level over its tok/s at 1). Every process started is killed at the
 end, also on error or Ctrl-C.
+
+``--json-schema`` runs every level twice in the same run, free and then
+with ``response_format`` json_schema, ``--rounds`` times alternately (so
+a change in the machine's background load hits both halves alike; a
+level's figures are then over all its rounds: tokens over total window,
+the median of the rounds' TTFT and ITL percentiles) (``BENCH_SCHEMA``: a title, a list of
+characters with enums and integers, then a story string that runs to
+``--max-tokens``, so both halves generate about as many tokens), and
+records constrained / free tok/s per level. Against the appliance it also
+reads the server's own grammar-mask histograms around each constrained
+level: mean mask time per step (computed beside the engine step) and mean
+time the step waited for it (the part on the critical path).
 
 Results: bench/results/serve_load-<UTC date>.json. Run on a quiet machine.
 """
@@ -56,11 +69,25 @@ from urllib.parse import urlsplit
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (DEFAULT_LLAMA_BIN, DEFAULT_LLAMA_PYTHON, REPO, find_chat_model, fmt,  # noqa: E402
-                     machine_info, percentile, physical_cores, print_table, ratio, resolve_gguf, utc_now,
-                     write_result)
+from _common import (REPO, find_chat_model, fmt, llama_anchor, machine_info, percentile,  # noqa: E402
+                     physical_cores, print_table, ratio, resolve_gguf, utc_now, write_result)
+from llamacpp_build import DEFAULT_CACHE  # noqa: E402
 
 LOOPBACK_NAMES = {"localhost"}
+
+BENCH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 60},
+        "characters": {"type": "array", "minItems": 1, "maxItems": 6, "items": {
+            "type": "object", "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"},
+                                             "role": {"type": "string", "enum": ["hero", "villain", "friend"]}},
+            "required": ["name", "age", "role"]}},
+        "story": {"type": "string"},
+    },
+    "required": ["title", "characters", "story"],
+}
+BENCH_FORMAT = {"type": "json_schema", "json_schema": {"name": "story", "schema": BENCH_SCHEMA, "strict": True}}
 
 WORDS = ("river market winter garden letter engine window silver planet morning doctor bridge island "
          "pencil forest kitchen mirror rocket museum signal harbor ladder candle valley jacket orange "
@@ -154,7 +181,8 @@ async def one_request(http: httpx.AsyncClient, url: str, headers: dict, body: di
 
 # -- one level -----------------------------------------------------------------------------------
 
-async def run_level(url: str, headers: dict, model: str, concurrency: int, args, seed: int) -> dict:
+async def run_level(url: str, headers: dict, model: str, concurrency: int, args, seed: int,
+                    constrained: bool = False) -> dict:
     """``concurrency`` clients for one window; the level's summary with its raw per-request figures."""
     records: list[Record] = []
     started = 0
@@ -174,6 +202,8 @@ async def run_level(url: str, headers: dict, model: str, concurrency: int, args,
                         "messages": [{"role": "user", "content": make_prompt(cid, n, args.prompt_words, seed)}]}
                 if args.ignore_eos:
                     body["ignore_eos"] = True
+                if constrained:
+                    body["response_format"] = BENCH_FORMAT
                 rec = Record(client=cid, sent=time.perf_counter())
                 records.append(rec)
                 n += 1
@@ -271,20 +301,91 @@ def discover_model(url: str, headers: dict, args) -> str:
     return resp.json()["data"][0]["id"]
 
 
+def mask_histograms(url: str, headers: dict, args) -> dict[str, float]:
+    """The appliance's grammar-mask histogram sums and counts (empty for a server without them)."""
+    try:
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=10, verify=not args.insecure).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in ("appliance_grammar_mask_seconds", "appliance_grammar_mask_wait_seconds"):
+            for part in ("sum", "count"):
+                if line.startswith(f"{name}_{part}{{"):
+                    out[f"{name}_{part}"] = out.get(f"{name}_{part}", 0.0) + float(line.rpartition(" ")[2])
+    return out
+
+
+def mask_figures(before: dict[str, float], after: dict[str, float]) -> dict | None:
+    """Mean grammar-mask time per step, and the mean wait for it after the engine step, between two scrapes."""
+    if not after:
+        return None
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    steps = d.get("appliance_grammar_mask_seconds_count", 0.0)
+    if not steps:
+        return {"steps": 0}
+    return {"steps": int(steps),
+            "mean_mask_s": round(d["appliance_grammar_mask_seconds_sum"] / steps, 7),
+            "mean_wait_s": round(d["appliance_grammar_mask_wait_seconds_sum"] / steps, 7)}
+
+
+def merge_rounds(rounds: list[dict]) -> dict:
+    """One level's figures over its rounds (one round: that round as it is)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    window = sum(r["window_s"] for r in rounds)
+    tokens = sum(r["output_tokens"] for r in rounds)
+
+    def med(key: str, q: str) -> float | None:
+        vals = [r[key][q] for r in rounds if r[key][q] is not None]
+        return round(statistics.median(vals), 5) if vals else None
+
+    merged = {"concurrency": rounds[0]["concurrency"], "rounds": rounds, "window_s": round(window, 3),
+              "output_tokens": tokens, "aggregate_tok_s": round(tokens / window, 3) if window else None,
+              "ttft_s": {"p50": med("ttft_s", "p50"), "p99": med("ttft_s", "p99")},
+              "itl_s": {"p50": med("itl_s", "p50"), "p99": med("itl_s", "p99")},
+              "errors": sum(r["errors"] for r in rounds)}
+    for key in ("requests_started", "requests_completed"):
+        merged[key] = sum(r[key] for r in rounds)
+    masks = [r["grammar_mask"] for r in rounds if r.get("grammar_mask") and r["grammar_mask"].get("steps")]
+    if masks:
+        steps = sum(m["steps"] for m in masks)
+        merged["grammar_mask"] = {"steps": steps, **{k: round(sum(m[k] * m["steps"] for m in masks) / steps, 7)
+                                                     for k in ("mean_mask_s", "mean_wait_s")}}
+    elif any("grammar_mask" in r for r in rounds):
+        merged["grammar_mask"] = None
+    return merged
+
+
 def run_levels(url: str, api_key: str | None, model: str | None, label: str, args) -> dict:
-    """Warm up, then every level in turn; the server's block of the result."""
+    """Warm up, then every level in turn (free, then with --json-schema constrained); the server's block."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     model = model or discover_model(url, headers, args)
     asyncio.run(warm_up(url, headers, model, args))
-    levels = []
+    levels, constrained_levels = [], []
     for i, c in enumerate(args.levels):
-        print(f"  {label}: {c} client(s) for {args.duration:g} s ...", flush=True)
-        lvl = asyncio.run(run_level(url, headers, model, c, args, seed=args.seed + i))
-        print(f"    {lvl['aggregate_tok_s']} tok/s, TTFT p50 {lvl['ttft_s']['p50']} s, "
-              f"{lvl['requests_completed']}/{lvl['requests_started']} completed, {lvl['errors']} errors", flush=True)
-        levels.append(lvl)
-        time.sleep(args.settle)
-    return {"label": label, "url": url, "model": model, "levels": levels}
+        rounds: dict[bool, list[dict]] = {False: [], True: []}
+        for r in range(args.rounds if args.json_schema else 1):
+            for constrained in (False, True) if args.json_schema else (False,):
+                kind = "json_schema" if constrained else "free"
+                print(f"  {label}: {c} client(s), {kind}, round {r + 1}, for {args.duration:g} s ...", flush=True)
+                before = mask_histograms(url, headers, args) if constrained else {}
+                lvl = asyncio.run(run_level(url, headers, model, c, args, seed=args.seed + i * 1000 + r,
+                                            constrained=constrained))
+                if constrained:
+                    lvl["grammar_mask"] = mask_figures(before, mask_histograms(url, headers, args))
+                print(f"    {lvl['aggregate_tok_s']} tok/s, TTFT p50 {lvl['ttft_s']['p50']} s, "
+                      f"{lvl['requests_completed']}/{lvl['requests_started']} completed, {lvl['errors']} errors",
+                      flush=True)
+                rounds[constrained].append(lvl)
+                time.sleep(args.settle)
+        levels.append(merge_rounds(rounds[False]))
+        if args.json_schema:
+            constrained_levels.append(merge_rounds(rounds[True]))
+    block = {"label": label, "url": url, "model": model, "levels": levels}
+    if args.json_schema:
+        block["levels_json_schema"] = constrained_levels
+    return block
 
 
 # -- managed servers -----------------------------------------------------------------------------
@@ -424,6 +525,10 @@ def ratios(servers: dict) -> dict:
         tok = level_map(block, "aggregate_tok_s")
         if 1 in tok:
             out["scaling_vs_1_client"][name] = {c: ratio(v, tok[1]) for c, v in tok.items()}
+        if "levels_json_schema" in block:
+            constrained = level_map({"levels": block["levels_json_schema"]}, "aggregate_tok_s")
+            out.setdefault("json_schema_over_free_tok_s", {})[name] = {c: ratio(v, tok.get(c))
+                                                                       for c, v in constrained.items()}
     if "appliance" in servers and "llama-server" in servers and "levels" in servers["llama-server"]:
         a, b = servers["appliance"], servers["llama-server"]
         for key, name in (("aggregate_tok_s", "ours_over_llama_server_tok_s"),
@@ -458,18 +563,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=2.0, help="pause between levels, seconds")
     p.add_argument("--insecure", action="store_true", help="don't verify TLS (self-signed box certificate)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--json-schema", action="store_true",
+                   help="run every level free and then with response_format json_schema, in the same run")
+    p.add_argument("--rounds", type=int, default=1, help="--json-schema: alternate free and constrained this often")
     p.add_argument("--compare", action="store_true", help="start ours and llama-server and compare them")
     p.add_argument("--store", type=Path, default=None, help="--compare: model store to serve")
     p.add_argument("--spec", type=Path, default=REPO / "appliance.toml", help="--compare: spec naming the GGUF")
     p.add_argument("--threads", type=int, default=physical_cores(), help="--compare: threads for both servers")
     p.add_argument("--appliance-python", type=Path, default=Path(sys.executable),
                    help="--compare: interpreter with the appliance installed")
-    p.add_argument("--llama-bin", type=Path, default=DEFAULT_LLAMA_BIN, help="--compare: llama.cpp build/bin")
+    p.add_argument("--llama-bin", type=Path, default=None,
+                   help="--compare: llama.cpp build/bin (default: built by bench/llamacpp_build.py)")
+    p.add_argument("--llama-cache", type=Path, default=DEFAULT_CACHE, help="where llamacpp_build.py builds")
     p.add_argument("--llama-ctx", type=int, default=32768, help="--compare: llama-server -c")
     p.add_argument("--llama-parallel", type=int, default=16, help="--compare: llama-server -np")
     p.add_argument("--ready-timeout", type=float, default=900.0, help="--compare: seconds to wait for a server")
     p.add_argument("--out", type=Path, default=None, help="result file (default bench/results/serve_load-DATE.json)")
+    p.add_argument("--quick", action="store_true", help="levels 1,4 for 5 s each and 32 tokens, for a smoke test; "
+                   "committed results come from full runs")
     args = p.parse_args(argv)
+    if args.quick:
+        args.levels, args.duration, args.max_tokens, args.settle = "1,4", 5.0, 32, 0.5
     try:
         args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
     except ValueError:
@@ -506,6 +620,8 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    if args.compare:
+        llama_anchor(args, binding=False)
     started = utc_now()
     t_start = time.perf_counter()
     procs: list[Managed] = []
@@ -529,11 +645,14 @@ def _main(argv=None) -> int:
         "benchmark": "serve_load",
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - t_start, 1),
-        "machine": machine_info(DEFAULT_LLAMA_PYTHON, args.llama_bin),
+        "machine": machine_info(None, args.llama_bin),
         "parameters": {
-            "mode": "compare" if args.compare else "single", "levels": args.levels, "duration_s": args.duration,
+            "mode": "compare" if args.compare else "single", "quick": args.quick, "levels": args.levels,
+            "duration_s": args.duration,
             "max_requests_per_level": args.max_requests, "max_tokens": args.max_tokens, "temperature": 0,
             "prompt_words": args.prompt_words, "ignore_eos": args.ignore_eos, "stream": True,
+            "json_schema": BENCH_FORMAT if args.json_schema else None,
+            "rounds": args.rounds if args.json_schema else None,
             "stream_options": {"include_usage": True}, "settle_s": args.settle, "seed": args.seed,
             "threads": args.threads if args.compare else None,
             "llama_server": {"ctx": args.llama_ctx, "parallel": args.llama_parallel} if args.compare else None,
@@ -548,8 +667,9 @@ def _main(argv=None) -> int:
 
     rows = [["server", "clients", "tok/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "done/started", "errors"]]
     for name, block in servers.items():
-        for lvl in block.get("levels", []):
-            rows.append([name, lvl["concurrency"], fmt(lvl["aggregate_tok_s"]), fmt(lvl["ttft_s"]["p50"], 3),
+        for kind, lvl in [("", x) for x in block.get("levels", [])] + \
+                [(" json_schema", x) for x in block.get("levels_json_schema", [])]:
+            rows.append([name + kind, lvl["concurrency"], fmt(lvl["aggregate_tok_s"]), fmt(lvl["ttft_s"]["p50"], 3),
                          fmt(lvl["ttft_s"]["p99"], 3), fmt(lvl["itl_s"]["p50"], 4), fmt(lvl["itl_s"]["p99"], 4),
                          f"{lvl['requests_completed']}/{lvl['requests_started']}", lvl["errors"]])
     print()
@@ -561,6 +681,8 @@ def _main(argv=None) -> int:
     if "ours_over_llama_server_tok_s" in r:
         print("ours / llama-server tok/s: " + ", ".join(f"{c}: {fmt(v, 2)}"
                                                        for c, v in r["ours_over_llama_server_tok_s"].items()))
+    for name, per_level in r.get("json_schema_over_free_tok_s", {}).items():
+        print(f"{name} json_schema / free tok/s: " + ", ".join(f"{c}: {fmt(v, 3)}" for c, v in per_level.items()))
     print(f"results: {path}")
     return 0
 

@@ -27,23 +27,48 @@ class OrtEmbedder:
         self._counter = Tokenizer.from_file(str(model_dir / tokenizer_file))
         self._counter.no_truncation()
         self._counter.no_padding()
+        self._wrap = self._special_wrapping()
+
+    def _special_wrapping(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer puts around a text (BERT's [CLS] ... [SEP]), found by probing."""
+        bare = self._counter.encode("probe", add_special_tokens=False).ids
+        full = self._counter.encode("probe").ids
+        for i in range(len(full) - len(bare) + 1):
+            if full[i:i + len(bare)] == bare:
+                return full[:i], full[i + len(bare):]
+        return [], []
+
+    def wrap_ids(self, ids: list[int]) -> list[int]:
+        """Token ids as a client tokenized them (no special tokens) with the model's special tokens around them."""
+        head, tail = self._wrap
+        if head and ids[:len(head)] == head:
+            return ids
+        return head + ids + tail
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Untruncated lengths, so the API can refuse an input instead of silently cutting it."""
         return [len(e.ids) for e in self._counter.encode_batch(texts)]
 
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
     def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Embeddings for ``texts`` (one row each) and the number of tokens used."""
+        return self.embed_ids([e.ids for e in self.tok.encode_batch(texts)])
+
+    def embed_ids(self, inputs: list[list[int]]) -> tuple[np.ndarray, int]:
+        """Embeddings for inputs already tokenized with this model's tokenizer, as given (special tokens too)."""
         out, used = [], 0
-        for start in range(0, len(texts), self.cfg.max_batch):
-            enc = self.tok.encode_batch(texts[start:start + self.cfg.max_batch])
-            width = max(len(e.ids) for e in enc)
-            ids = np.zeros((len(enc), width), np.int64)
-            mask = np.zeros((len(enc), width), np.int64)
-            for row, e in enumerate(enc):
-                ids[row, : len(e.ids)] = e.ids
-                mask[row, : len(e.ids)] = 1
-                used += len(e.ids)
+        for start in range(0, len(inputs), self.cfg.max_batch):
+            batch = inputs[start:start + self.cfg.max_batch]
+            width = max(len(e) for e in batch)
+            ids = np.zeros((len(batch), width), np.int64)
+            mask = np.zeros((len(batch), width), np.int64)
+            for row, e in enumerate(batch):
+                ids[row, : len(e)] = e
+                mask[row, : len(e)] = 1
+                used += len(e)
             feeds = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self.inputs:
                 feeds["token_type_ids"] = np.zeros_like(ids)

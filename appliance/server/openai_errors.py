@@ -71,7 +71,7 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return error_response(exc.status, exc.message, exc.param, exc.code, exc.headers)
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     err = exc.errors()[0]
     where = _loc(tuple(err.get("loc", ())))
     if err.get("type") == "json_invalid":
@@ -100,6 +100,6 @@ async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app) -> None:
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)

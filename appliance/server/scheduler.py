@@ -7,6 +7,17 @@ one chunk. Slots (KV memory) are fixed at load: at most ``max_batch``
 sequences run; up to ``max_queue`` more wait, and beyond that the API
 answers 429. A cancelled request (client gone, stop string seen) leaves at
 the next step boundary and its slot is free at once.
+
+Sequences under a grammar (structured output, tool calls) get their next
+token masks each step. Where the engine leaves a core free, one batched
+call computes them on a worker thread beside the step, off the critical
+path. Where the engine's threads take every core (the default), they are
+computed on this thread right after the step: a worker competing with
+the engine's spinning threads cost more than the masks themselves
+(docs/structured-output.md has the figures).
+
+The n choices of one request share its prompt: the first prefills it, the
+others are admitted once it has and copy its cache.
 """
 
 from __future__ import annotations
@@ -17,11 +28,13 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from appliance.engine.base import LlmEngine, PrefillChunk, StepInput, prefill_take
+from appliance.engine.grammar import Constraint, MaskBatch
 from appliance.engine.sampling import Sampler, SamplingParams
 from appliance.server.metrics import Metrics
 
@@ -35,8 +48,10 @@ class QueueFull(Exception):
 @dataclass
 class TokenEvent:
     token: int | None
-    finish_reason: str | None = None  # "stop" (EOS) / "length" / "error"
+    finish_reason: str | None = None  # "stop" (EOS) / "end" (the grammar ended, no EOS) / "length" / "error"
     error: str | None = None
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
 
 
 @dataclass
@@ -47,6 +62,8 @@ class Generation:
     max_tokens: int
     sampling: SamplingParams
     loop: asyncio.AbstractEventLoop
+    constraint: Constraint | None = None
+    follows: Generation | None = None  # another choice of the same request, whose prefilled prompt this one copies
     seq_id: int = 0
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     generated: list[int] = field(default_factory=list)
@@ -64,7 +81,8 @@ class Generation:
 
 
 class Scheduler:
-    def __init__(self, model_id: str, engine: LlmEngine, metrics: Metrics, max_queue: int, prefill_chunk: int):
+    def __init__(self, model_id: str, engine: LlmEngine, metrics: Metrics, max_queue: int, prefill_chunk: int,
+                 masks_beside_step: bool = True):
         self.model_id = model_id
         self.engine = engine
         self.metrics = metrics
@@ -73,6 +91,8 @@ class Scheduler:
         self._waiting: deque[Generation] = deque()
         self._running: dict[int, Generation] = {}
         self._samplers: dict[int, Sampler] = {}
+        self._masks: MaskBatch | None = None
+        self.masks_beside_step = masks_beside_step
         self._ids = itertools.count(1)
         self._cv = threading.Condition()
         self._stop = False
@@ -90,6 +110,8 @@ class Scheduler:
             self._cv.notify()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        if self._masks is not None:
+            self._masks.close()
 
     def submit(self, gen: Generation) -> Generation:
         with self._cv:
@@ -127,10 +149,22 @@ class Scheduler:
         m.running.labels(self.model_id).set(len(self._running))
         m.kv_used.labels(self.model_id).set(self.engine.cache_stats().tokens_used)
 
+    def _leader_prefilling(self, gen: Generation) -> bool:
+        lead = gen.follows
+        if lead is None or lead.cancelled:
+            return False
+        if lead.seq_id in self._running:
+            return lead.prefill_pos < len(lead.prompt)
+        return any(w is lead for w in self._waiting)
+
     def _admit(self) -> None:
+        deferred: list[Generation] = []
         while self._waiting and len(self._running) < self.engine.max_batch:
             gen = self._waiting.popleft()
             if gen.cancelled:
+                continue
+            if self._leader_prefilling(gen):
+                deferred.append(gen)  # admitted once the first choice has prefilled, to copy its cache
                 continue
             try:
                 gen.cached_tokens = gen.prefill_pos = self.engine.admit(gen.seq_id, gen.prompt)
@@ -143,6 +177,7 @@ class Scheduler:
             self._running[gen.seq_id] = gen
             if gen.cached_tokens:
                 self.metrics.prefix_reused.labels(self.model_id).inc(gen.cached_tokens)
+        self._waiting.extendleft(reversed(deferred))
 
     def _finish(self, gen: Generation, reason: str | None, error: str | None = None) -> None:
         self.engine.release(gen.seq_id)
@@ -190,13 +225,19 @@ class Scheduler:
             if not self._running:
                 continue
             work = self._plan()
+            masks = self._masks_beside(work) if self.masks_beside_step else None
             try:
                 logits = self.engine.step(work)
             except Exception as exc:  # an engine fault fails the batch, not the process
                 log.exception("engine step failed for %s", self.model_id)
+                self._join_masks(masks)
                 for gen in list(self._running.values()):
                     self._finish(gen, "error", f"engine error: {type(exc).__name__}")
                 continue
+            if self.masks_beside_step:
+                self._join_masks(masks)
+            else:
+                self._masks_here(work)
             self.steps += 1
             self.heartbeat = time.monotonic()
             self.metrics.steps.labels(self.model_id).inc()
@@ -206,6 +247,39 @@ class Scheduler:
         for gen in list(self._running.values()) + list(self._waiting):
             gen._emit(TokenEvent(None, "error", "server shutting down"))
 
+    def _constraints(self, work: StepInput) -> list[Constraint]:
+        """The grammars of the sequences this step gives logits for."""
+        ids = [*work.decode, *(c.seq_id for c in work.prefill if c.last)]
+        return [g.constraint for g in (self._running.get(i) for i in ids) if g is not None and g.constraint]
+
+    def _masks_beside(self, work: StepInput) -> Future | None:
+        constraints = self._constraints(work)
+        if not constraints:
+            return None
+        if self._masks is None:
+            self._masks = MaskBatch()
+        return self._masks.start(constraints)
+
+    def _masks_here(self, work: StepInput) -> None:
+        constraints = self._constraints(work)
+        if constraints:
+            took = MaskBatch.fill_here(constraints)
+            self.metrics.mask_wait.labels(self.model_id).observe(took)
+            self.metrics.mask_batch.labels(self.model_id).observe(took)
+
+    def _join_masks(self, pending: Future | None) -> None:
+        """Wait for the masks; only the time spent waiting here is on the batch's critical path."""
+        if pending is None:
+            return
+        waited_from = time.perf_counter()
+        try:
+            computing = pending.result()
+        except Exception:  # a broken matcher fails its sequence when it samples, not the batch
+            log.exception("computing grammar masks failed for %s", self.model_id)
+            computing = time.perf_counter() - waited_from
+        self.metrics.mask_wait.labels(self.model_id).observe(time.perf_counter() - waited_from)
+        self.metrics.mask_batch.labels(self.model_id).observe(computing)
+
     def _consume(self, logits: dict[int, np.ndarray]) -> None:
         now = time.monotonic()
         context = self.engine.context_length
@@ -214,21 +288,29 @@ class Scheduler:
             gen = self._running.get(seq_id)
             if gen is None:
                 continue
+            c = gen.constraint
             try:
-                token = self._samplers[seq_id](row)
+                choice = self._samplers[seq_id].choose(row, c.allowed() if c is not None else None)
+                if c is not None and not c.accept(choice.token):
+                    raise ValueError(f"the grammar refused token {choice.token}: {c.error}")
             except Exception as exc:  # e.g. non-finite logits: that sequence fails, the loop serves on
                 log.exception("sampling failed for a sequence of %s", self.model_id)
                 self._finish(gen, "error", f"sampling failed: {type(exc).__name__}")
                 continue
+            token = choice.token
             gen.generated.append(token)
             if gen.first_token_at is None:
                 gen.first_token_at = now
                 self.metrics.ttft.labels(self.model_id).observe(now - gen.admitted_at)
             self.metrics.tokens_generated.labels(self.model_id).inc()
+            event = TokenEvent(token, logprob=choice.logprob, top=choice.top)
             if token in eos:
                 self._finish(gen, "stop")
+            elif c is not None and c.finished:
+                gen._emit(event)
+                self._finish(gen, "end")
             elif len(gen.generated) >= gen.max_tokens or len(gen.prompt) + len(gen.generated) >= context:
-                gen._emit(TokenEvent(token))
+                gen._emit(event)
                 self._finish(gen, "length")
             else:
-                gen._emit(TokenEvent(token))
+                gen._emit(event)

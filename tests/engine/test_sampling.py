@@ -89,3 +89,84 @@ def test_top_p_reached_exactly_keeps_no_extra_token():
     # four equal logits give exactly 0.25 each: a mass of exactly 0.5 is reached by two tokens (ties go by index)
     s = Sampler(SamplingParams(temperature=1.0, top_p=0.5, seed=2))
     assert_follows(counts(s, np.zeros(4, np.float32), 4_000), np.array([0.5, 0.5, 0.0, 0.0]))
+
+
+# -- logit processing ---------------------------------------------------------------------------------
+
+def test_logit_bias_minus_100_bans_and_plus_100_forces():
+    logits = np.array([5.0, 4.0, 3.0, 2.0], np.float32)
+    banned = Sampler(SamplingParams(temperature=0.0, logit_bias={0: -100.0}))
+    assert banned(logits) == 1
+    forced = Sampler(SamplingParams(temperature=1.0, seed=3, logit_bias={3: 100.0}))
+    assert set(counts(forced, logits, 2_000).nonzero()[0]) == {3}
+    never = Sampler(SamplingParams(temperature=2.0, seed=4, logit_bias={0: -100.0, 1: -100.0}))
+    assert set(counts(never, logits, 2_000).nonzero()[0]) <= {2, 3}
+
+
+def test_moderate_bias_shifts_the_distribution_by_exactly_that_logit():
+    logits = np.zeros(3, np.float32)
+    s = Sampler(SamplingParams(temperature=1.0, seed=9, logit_bias={2: 1.0}))
+    assert_follows(counts(s, logits, 20_000), softmax(np.array([0.0, 0.0, 1.0])))
+
+
+def test_presence_and_frequency_penalties_follow_openai_formula():
+    """logit[j] -= count[j] * frequency + (count[j] > 0) * presence, over this sequence's own tokens."""
+    s = Sampler(SamplingParams(temperature=0.0, presence_penalty=0.5, frequency_penalty=0.25, logprobs=0))
+    logits = np.array([3.0, 2.9, 0.0], np.float32)
+    picks = [s.choose(logits).token for _ in range(3)]
+    # token 0 once: 3 - 0.5 - 0.25 = 2.25 < 2.9, so token 1; then 2.9 - 0.75 = 2.15 < 2.25, so token 0 again
+    assert picks == [0, 1, 0]
+    row = s.process(logits)
+    assert row[0] == pytest.approx(3.0 - 0.5 - 2 * 0.25) and row[1] == pytest.approx(2.9 - 0.5 - 0.25)
+    assert row[2] == 0.0
+
+
+def test_logprobs_are_a_distribution_and_top_is_ordered():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=40).astype(np.float32)
+    s = Sampler(SamplingParams(temperature=0.0, logprobs=40))
+    c = s.choose(logits)
+    assert c.token == int(np.argmax(logits)) and c.top[0] == (c.token, c.logprob)
+    probs = np.exp([lp for _, lp in c.top])
+    assert probs.sum() == pytest.approx(1.0, abs=1e-9)
+    assert [lp for _, lp in c.top] == sorted((lp for _, lp in c.top), reverse=True)
+    assert c.logprob == pytest.approx(np.log(softmax(logits.astype(np.float64))[c.token]))
+    few = Sampler(SamplingParams(temperature=1.0, seed=2, logprobs=3)).choose(logits)
+    assert len(few.top) == 3 and few.top[0][1] >= few.top[2][1]
+
+
+def test_logprobs_describe_the_masked_and_biased_distribution():
+    logits = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    allowed = np.array([True, True, False, False])
+    c = Sampler(SamplingParams(temperature=0.0, logprobs=4, logit_bias={0: 1.0})).choose(logits, allowed)
+    assert c.token in (0, 1)  # 2.0 vs 1.0 + 1.0: a tie, the first wins
+    assert {t for t, _ in c.top} == {0, 1}  # masked tokens are no options and never -inf in the output
+    assert sum(np.exp(lp) for _, lp in c.top) == pytest.approx(1.0)
+
+
+def test_mask_is_obeyed_and_an_empty_mask_is_an_error():
+    logits = np.array([9.0, 0.0, 0.0, 0.0], np.float32)
+    allowed = np.array([False, True, False, True])
+    s = Sampler(SamplingParams(temperature=1.0, seed=5))
+    assert set(np.bincount([s.choose(logits, allowed).token for _ in range(500)], minlength=4).nonzero()[0]) == {1, 3}
+    with pytest.raises(ValueError, match="no token is allowed"):
+        Sampler(SamplingParams(logit_bias={1: -100.0})).choose(logits, np.array([False, True, False, False]))
+
+
+def test_top_k_keeps_the_k_most_likely():
+    probs = np.array([0.1, 0.4, 0.2, 0.3])
+    s = Sampler(SamplingParams(temperature=1.0, top_k=2, seed=8))
+    assert_follows(counts(s, np.log(probs), 10_000), np.array([0.0, 0.4, 0.0, 0.3]) / 0.7)
+
+
+def test_each_choice_of_a_seeded_request_draws_its_own_reproducible_stream():
+    logits = np.zeros(50, np.float32)
+
+    def draws(choice):
+        s = Sampler(SamplingParams(temperature=1.0, seed=77).for_choice(choice))
+        return [s(logits) for _ in range(30)]
+
+    assert draws(0) == draws(0) and draws(1) == draws(1)
+    assert len({tuple(draws(i)) for i in range(3)}) == 3
+    plain = Sampler(SamplingParams(temperature=1.0, seed=77))
+    assert draws(0) == [plain(logits) for _ in range(30)]  # the first choice is what n=1 gives

@@ -71,3 +71,39 @@ def test_eos_counts_as_a_token_and_an_engine_error_is_a_503(byte_tokenizer):
     with pytest.raises(ApiError) as ei:
         _run(byte_tokenizer, "ab", [], finish="error", error="engine error: RuntimeError")
     assert ei.value.status == 503 and "engine error" in ei.value.message
+
+
+def _run_events(tok: ChatTokenizer, events: list[TokenEvent], stops: list[str]):
+    async def go():
+        gen = Generation([1, 2, 3], 100, SamplingParams(), asyncio.get_running_loop())
+        for e in events:
+            gen.events.put_nowait(e)
+        model = types.SimpleNamespace(id="m", tokenizer=tok, scheduler=types.SimpleNamespace(wake=lambda: None))
+        job = Job(model, gen, stops, Keys(), types.SimpleNamespace(id="k1"), "cmpl-1")
+        pieces = []
+        async for d in job.deltas():
+            pieces.append((d, [t.token for t in job.released()]))
+        return job, pieces, job.released()
+
+    return asyncio.run(go())
+
+
+def test_a_grammar_end_is_a_stop_without_an_eos_token(byte_tokenizer):
+    events = [TokenEvent(t) for t in byte_tokenizer.encode("{}")] + [TokenEvent(None, "end")]
+    job, _, _ = _run_events(byte_tokenizer, events, [])
+    assert (job.finish_reason, job.completion_tokens, job.text) == ("stop", 2, "{}")
+
+
+def test_logprobs_are_released_with_their_text_and_never_past_a_stop_string(byte_tokenizer):
+    ids = byte_tokenizer.encode("ab END cd")
+    events = [TokenEvent(t, logprob=-0.5, top=[(t, -0.5)]) for t in ids] + [TokenEvent(None, "length")]
+    job, pieces, rest = _run_events(byte_tokenizer, events, ["END"])
+    assert job.text == "ab " and job.finish_reason == "stop"
+    shown = [t for _, toks in pieces for t in toks] + [t.token for t in rest]
+    assert shown == ids[:3]  # 'a', 'b', ' ': the tokens of the text shown, no more
+    text_so_far, released = "", []
+    for text, toks in pieces:  # a delta never carries the log-probabilities of text not yet shown
+        text_so_far += text
+        released += toks
+        assert text_so_far.startswith(byte_tokenizer.decode(released))
+    assert [t.offset for t in job.tokens[:3]] == [0, 1, 2]

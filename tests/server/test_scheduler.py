@@ -71,6 +71,7 @@ class FakeEngine:
         self.hooks: dict[int, Callable[[], None]] = {}  # step number (1-based) -> called as that step starts
         self.fail_steps: set[int] = set()
         self.logits_override: Callable[[int, int], np.ndarray | None] | None = None  # (step, seq_id) -> row
+        self.unchecked: set[int] = set()  # sequences whose sampler may pick other than the favoured token (masks)
 
     # -- LlmEngine ---------------------------------------------------------------------------------
     def admit(self, seq_id: int, prompt: list[int]) -> int:
@@ -133,7 +134,7 @@ class FakeEngine:
         out: dict[int, np.ndarray] = {}
         for sid, token in work.decode.items():
             s = self.seqs[sid]
-            if token != s.last_out:
+            if token != s.last_out and sid not in self.unchecked:
                 self._bad(n, f"seq {sid} fed {token}, but its last generated token was {s.last_out}")
             s.fed.append(token)
             if len(s.fed) > self.context_length:
@@ -202,10 +203,11 @@ def sample(metrics: Metrics, name: str) -> float | None:
 
 
 class Harness:
-    def __init__(self, engine: FakeEngine, max_queue: int = 16, prefill_chunk: int = 8):
+    def __init__(self, engine: FakeEngine, max_queue: int = 16, prefill_chunk: int = 8, masks_beside_step: bool = True):
         self.engine = engine
         self.metrics = Metrics()
-        self.sched = Scheduler(MODEL, engine, self.metrics, max_queue=max_queue, prefill_chunk=prefill_chunk)
+        self.sched = Scheduler(MODEL, engine, self.metrics, max_queue=max_queue, prefill_chunk=prefill_chunk,
+                               masks_beside_step=masks_beside_step)
 
     def __enter__(self) -> Harness:
         return self
@@ -552,5 +554,80 @@ def test_prefill_chunk_of_one_still_makes_progress():
             wait_until(lambda: ("release", g.seq_id) in engine.log or len(engine.steps) > 200, 10,
                        "the request to finish or the loop to spin")
             assert ("release", g.seq_id) in engine.log, f"{len(engine.steps)} steps, none prefilled anything"
+
+    run(body)
+
+
+# -- grammar masks and the n choices of one request ----------------------------------------------------
+
+@pytest.mark.parametrize("beside", [True, False], ids=["masks-beside-the-step", "masks-after-the-step"])
+def test_constrained_and_free_sequences_share_the_batch_and_each_gets_its_own_output(beside):
+    """The fake favours tokens that spell nonsense; the mask makes the constrained one valid JSON, the free one is
+    untouched, and the masks were computed beside the steps."""
+    import json
+
+    import jsonschema
+    import tiny_vocab
+
+    assert (VOCAB, EOS) == (tiny_vocab.SIZE, tiny_vocab.EOS)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string", "maxLength": 4}},
+              "required": ["n", "s"]}
+    grammar = tiny_vocab.grammars().json_schema(schema)
+
+    async def body():
+        engine = FakeEngine(max_batch=4)
+        with Harness(engine, masks_beside_step=beside) as h:
+            loop = asyncio.get_running_loop()
+            free = h.sched.submit(make_gen([1, 2, 3], max_tokens=20))
+            bound = h.sched.submit(Generation([4, 5, 6], 60, SamplingParams(temperature=0.0), loop,
+                                              constraint=grammar.start()))
+            engine.unchecked.add(bound.seq_id)
+            h.sched.start()
+            tokens, ev = await drain(bound)
+            assert ev.finish_reason == "end", ev  # the closing brace leaves nothing to say: ended, no EOS drawn
+            jsonschema.validate(json.loads(tiny_vocab.decode(tokens)), schema)
+            assert await drain(free) == (reference([1, 2, 3], 20), TokenEvent(None, "length", None))
+            assert sample_metric(h.metrics, "appliance_grammar_mask_seconds_count") == len(tokens)  # one per token
+
+    run(body)
+
+
+def sample_metric(metrics: Metrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name, {"model": MODEL})
+
+
+def test_other_choices_wait_for_the_first_to_prefill_and_do_not_block_others():
+    async def body():
+        engine = FakeEngine(max_batch=4)
+        with Harness(engine, prefill_chunk=4) as h:
+            loop = asyncio.get_running_loop()
+            prompt = list(range(1, 11))  # three steps of prefill at 4 a step
+            params = SamplingParams(temperature=0.0)
+            lead = h.sched.submit(Generation(prompt, 3, params, loop))
+            others = [h.sched.submit(Generation(prompt, 3, params.for_choice(i), loop, follows=lead)) for i in (1, 2)]
+            stranger = h.sched.submit(make_gen([30, 31], max_tokens=3))
+            h.sched.start()
+            for g in [lead, *others]:
+                assert await drain(g) == (reference(prompt, 3), TokenEvent(None, "length", None))
+            assert (await drain(stranger))[1].finish_reason == "length"
+            lead_done = max(n for n in engine.steps_with(lead.seq_id) if engine.steps[n - 1].prefill
+                            and any(c.seq_id == lead.seq_id and c.last for c in engine.steps[n - 1].prefill))
+            for g in others:
+                assert engine.index(("admit", g.seq_id)) > engine.index(("step", lead_done))
+            assert engine.index(("admit", stranger.seq_id)) < engine.index(("step", lead_done))
+
+    run(body)
+
+
+def test_a_first_choice_that_fails_to_start_does_not_hold_the_others_back():
+    async def body():
+        engine = FakeEngine(max_batch=2)
+        with Harness(engine) as h:
+            loop = asyncio.get_running_loop()
+            lead = h.sched.submit(Generation([BAD, 1, 2], 3, SamplingParams(0.0), loop))
+            lead.cancel()
+            other = h.sched.submit(Generation([BAD + 1, 1, 2], 2, SamplingParams(0.0), loop, follows=lead))
+            h.sched.start()
+            assert await drain(other) == (reference([BAD + 1, 1, 2], 2), TokenEvent(None, "length", None))
 
     run(body)

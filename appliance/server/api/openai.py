@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 from typing import AsyncIterator
@@ -14,9 +15,10 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from appliance.auth.keys import KeyRecord
-from appliance.engine.tokenizer import NoChatTemplate
-from appliance.server.api.generation import Job, budget, chat_model, require_ready, start_job
+from appliance.server.api.generation import (Job, TokenOut, budget, chat_messages, chat_model, chat_prompt, collect,
+                                             grammar_for, merged, new_id, require_ready, start_jobs, token_text)
 from appliance.server.auth import require_key_with_limits
+from appliance.server.images_protocol import image_card_metadata
 from appliance.server.openai_errors import ApiError, error_responses
 from appliance.server.protocol import (
     ChatCompletionChoice,
@@ -25,11 +27,15 @@ from appliance.server.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     ChatCompletionStreamChoice,
+    ChoiceLogprobs,
     CompletionChoice,
     CompletionChunk,
+    CompletionLogprobs,
     CompletionRequest,
     CompletionResponse,
+    DeltaFunction,
     DeltaMessage,
+    DeltaToolCall,
     EmbeddingData,
     EmbeddingRequest,
     EmbeddingResponse,
@@ -37,8 +43,14 @@ from appliance.server.protocol import (
     ModelCard,
     ModelList,
     OpenAIRequest,
+    TokenLogprob,
+    ToolCall,
+    TopLogprob,
+    UsageInfo,
+    token_ids,
 )
 from appliance.server.runtime import ChatModel, Runtime
+from appliance.server.tool_calls import ToolPlan
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +75,9 @@ async def list_models(request: Request, _key: KeyRecord = Depends(require_key_wi
              for mid, m in rt.chat.items()]
     cards += [ModelCard(id=mid, created=rt.created, task=m.manifest.task,
                         context_length=m.manifest.engine.max_tokens) for mid, m in rt.embeddings.items()]
+    cards += [ModelCard(id=mid, created=rt.created, task=m.manifest.task,
+                        context_length=m.manifest.engine.max_text_tokens, metadata=image_card_metadata(m.manifest.engine))
+              for mid, m in rt.images.items()]
     return ModelList(data=cards)
 
 
@@ -81,44 +96,114 @@ def _event_stream(chunks: AsyncIterator[BaseModel]) -> EventSourceResponse:
     return EventSourceResponse(_sse(chunks), headers={"Cache-Control": "no-cache"})
 
 
-async def _chat_chunks(job: Job, include_usage: bool, fingerprint: str | None) -> AsyncIterator[ChatCompletionChunk]:
-    def chunk(delta: DeltaMessage, finish_reason: str | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk(id=job.id, created=job.created, model=job.model.id, system_fingerprint=fingerprint,
-                                   choices=[ChatCompletionStreamChoice(delta=delta, finish_reason=finish_reason)])
+def _chat_logprobs(model: ChatModel, tokens: list[TokenOut]) -> ChoiceLogprobs:
+    def entry(token: int, logprob: float) -> TopLogprob:
+        raw = model.grammars.token_bytes(token)
+        return TopLogprob(token=token_text(raw), logprob=logprob, bytes=list(raw))
 
-    yield chunk(DeltaMessage(role="assistant", content=""))
+    content = []
+    for t in tokens:
+        e = entry(t.token, t.logprob)  # type: ignore[arg-type]
+        content.append(TokenLogprob(**e.model_dump(), top_logprobs=[entry(i, lp) for i, lp in t.top or []]))
+    return ChoiceLogprobs(content=content)
+
+
+def _completion_logprobs(model: ChatModel, tokens: list[TokenOut], shift: int) -> CompletionLogprobs:
+    def text(token: int) -> str:
+        return token_text(model.grammars.token_bytes(token))
+
+    return CompletionLogprobs(tokens=[text(t.token) for t in tokens], token_logprobs=[t.logprob for t in tokens],
+                              top_logprobs=[{text(i): lp for i, lp in t.top or []} for t in tokens],
+                              text_offset=[shift + t.offset for t in tokens])
+
+
+def _usage(jobs: list[Job]) -> UsageInfo:
+    """Each prompt counted once, however many choices it had; every choice's completion counted."""
+    return UsageInfo.of(sum(j.prompt_tokens for j in jobs if j.charge_prompt), sum(j.completion_tokens for j in jobs))
+
+
+def _tool_answer(job: Job, plan: ToolPlan) -> tuple[str | None, list[ToolCall], str]:
+    content, calls = plan.parse(job.text)
+    return content, calls, "tool_calls" if calls else job.finish_reason  # type: ignore[return-value]
+
+
+async def _chat_choice_chunks(job: Job, plan: ToolPlan | None,
+                              logprobs: bool) -> AsyncIterator[ChatCompletionStreamChoice]:
+    """One choice's stream: role, then content (with its log-probabilities) or the tool calls, then the finish."""
+    yield ChatCompletionStreamChoice(index=job.index, delta=DeltaMessage(role="assistant", content=""))
+    if plan is not None:  # the answer is JSON until it ends: parsed whole, then sent as content or calls
+        async for _ in job.deltas():
+            pass
+        content, calls, finish = _tool_answer(job, plan)
+        for i, call in enumerate(calls):
+            yield ChatCompletionStreamChoice(index=job.index, delta=DeltaMessage(tool_calls=[DeltaToolCall(
+                index=i, id=call.id, type="function", function=DeltaFunction(name=call.function.name, arguments=""))]))
+            yield ChatCompletionStreamChoice(index=job.index, delta=DeltaMessage(tool_calls=[DeltaToolCall(
+                index=i, function=DeltaFunction(arguments=call.function.arguments))]))
+        if content:
+            yield ChatCompletionStreamChoice(index=job.index, delta=DeltaMessage(content=content))
+        yield ChatCompletionStreamChoice(index=job.index, delta=DeltaMessage(), finish_reason=finish)
+        return
     async for text in job.deltas():
-        yield chunk(DeltaMessage(content=text))
-    yield chunk(DeltaMessage(), job.finish_reason)
+        released = job.released()
+        yield ChatCompletionStreamChoice(index=job.index, delta=DeltaMessage(content=text),
+                                         logprobs=_chat_logprobs(job.model, released) if logprobs else None)
+    rest = job.released()
+    yield ChatCompletionStreamChoice(index=job.index, delta=DeltaMessage(), finish_reason=job.finish_reason,
+                                     logprobs=_chat_logprobs(job.model, rest) if logprobs and rest else None)
+
+
+async def _chat_chunks(jobs: list[Job], plan: ToolPlan | None, logprobs: bool, include_usage: bool,
+                       fingerprint: str | None) -> AsyncIterator[ChatCompletionChunk]:
+    first = jobs[0]
+
+    def chunk(choices: list[ChatCompletionStreamChoice], usage: UsageInfo | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=first.id, created=first.created, model=first.model.id,
+                                   system_fingerprint=fingerprint, choices=choices, usage=usage)
+
+    async for choice in merged([_chat_choice_chunks(j, plan, logprobs) for j in jobs]):
+        yield chunk([choice])
     if include_usage:
-        yield ChatCompletionChunk(id=job.id, created=job.created, model=job.model.id, system_fingerprint=fingerprint,
-                                  choices=[], usage=job.usage())
+        yield chunk([], _usage(jobs))
 
 
-async def _completion_chunks(job: Job, include_usage: bool, fingerprint: str | None) -> AsyncIterator[CompletionChunk]:
-    def chunk(text: str, finish_reason: str | None = None) -> CompletionChunk:
-        return CompletionChunk(id=job.id, created=job.created, model=job.model.id, system_fingerprint=fingerprint,
-                               choices=[CompletionChoice(text=text, finish_reason=finish_reason)])
-
+async def _completion_choice_chunks(job: Job, echo: str, logprobs: bool) -> AsyncIterator[CompletionChoice]:
+    if echo:
+        yield CompletionChoice(index=job.index, text=echo)
     async for text in job.deltas():
-        yield chunk(text)
-    yield chunk("", job.finish_reason)
+        released = job.released()
+        yield CompletionChoice(index=job.index, text=text,
+                               logprobs=_completion_logprobs(job.model, released, 0) if logprobs else None)
+    rest = job.released()
+    yield CompletionChoice(index=job.index, text="", finish_reason=job.finish_reason,
+                           logprobs=_completion_logprobs(job.model, rest, 0) if logprobs and rest else None)
+
+
+async def _completion_chunks(jobs: list[Job], echoes: list[str], logprobs: bool, include_usage: bool,
+                             fingerprint: str | None) -> AsyncIterator[CompletionChunk]:
+    first = jobs[0]
+
+    def chunk(choices: list[CompletionChoice], usage: UsageInfo | None = None) -> CompletionChunk:
+        return CompletionChunk(id=first.id, created=first.created, model=first.model.id,
+                               system_fingerprint=fingerprint, choices=choices, usage=usage)
+
+    async for choice in merged([_completion_choice_chunks(j, e, logprobs) for j, e in zip(jobs, echoes)]):
+        yield chunk([choice])
     if include_usage:
-        yield CompletionChunk(id=job.id, created=job.created, model=job.model.id, system_fingerprint=fingerprint,
-                              choices=[], usage=job.usage())
+        yield chunk([], _usage(jobs))
 
 
-def _chat_prompt(model: ChatModel, req: ChatCompletionRequest) -> list[int]:
-    messages = [m.for_template() for m in req.messages]
+def _started(starts: list) -> list[Job]:
+    """Start every prompt's jobs, or none: a refusal part-way cancels those already queued."""
+    jobs: list[Job] = []
     try:
-        text = model.tokenizer.render_chat(messages)
-    except NoChatTemplate:
-        raise ApiError(400, f"model {model.id} has no chat template; send a plain prompt to /v1/completions",
-                       "model", "unsupported_value") from None
-    except Exception as exc:  # the model's own template rejects the conversation (e.g. role order)
-        raise ApiError(400, f"the model's chat template rejected these messages: {exc}", "messages",
-                       "invalid_value") from None
-    return model.tokenizer.encode(text)
+        for start in starts:
+            jobs += start()
+    except ApiError:
+        for job in jobs:
+            job.cancel()
+        raise
+    return jobs
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, responses={
@@ -129,19 +214,33 @@ async def chat_completions(req: ChatCompletionRequest, request: Request,
     _note_ignored(req, "/v1/chat/completions")
     rt = _runtime(request)
     model = chat_model(rt, req.model)
-    params = req.to_sampling_params()
-    prompt = _chat_prompt(model, req)
+    params = req.to_sampling_params(model.engine.vocab_size)
+    active = req.active_tools()
+    plan = ToolPlan(*active, parallel=bool(req.parallel_tool_calls)) if active else None
+    grammar = grammar_for(model, plan.schema(), "tools") if plan else grammar_for(model, req.output_schema(),
+                                                                              "response_format")
+    prompt = chat_prompt(model, chat_messages(req.messages, plan))
     requested, param = req.requested_tokens()
     max_tokens = budget(model, len(prompt), requested, "messages" if requested is None else param)
-    job = start_job(request, key, model, prompt, max_tokens, params, req.stop_list(), "chatcmpl")
+    jobs = start_jobs(request, key, model, prompt, max_tokens, params, req.stop_list(), new_id("chatcmpl"),
+                      n=req.choices, grammar=grammar)
     fingerprint = rt.store_info.get("sku")
+    logprobs = params.logprobs is not None
     if req.stream:
-        return _event_stream(_chat_chunks(job, req.include_usage(), fingerprint))
-    await job.collect(request)
-    return ChatCompletionResponse(
-        id=job.id, created=job.created, model=model.id, system_fingerprint=fingerprint, usage=job.usage(),
-        choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=job.text),
-                                      finish_reason=job.finish_reason)])
+        return _event_stream(_chat_chunks(jobs, plan, logprobs, req.include_usage(), fingerprint))
+    await collect(jobs, request)
+    choices = []
+    for job in jobs:
+        if plan is not None:
+            content, calls, finish = _tool_answer(job, plan)
+            message = ChatCompletionMessage(content=content, tool_calls=calls or None)
+            choices.append(ChatCompletionChoice(index=job.index, message=message, finish_reason=finish))
+        else:
+            choices.append(ChatCompletionChoice(
+                index=job.index, message=ChatCompletionMessage(content=job.text), finish_reason=job.finish_reason,
+                logprobs=_chat_logprobs(model, job.released()) if logprobs else None))
+    return ChatCompletionResponse(id=jobs[0].id, created=jobs[0].created, model=model.id,
+                                  system_fingerprint=fingerprint, usage=_usage(jobs), choices=choices)
 
 
 @router.post("/completions", response_model=CompletionResponse, responses={
@@ -151,17 +250,27 @@ async def completions(req: CompletionRequest, request: Request, key: KeyRecord =
     _note_ignored(req, "/v1/completions")
     rt = _runtime(request)
     model = chat_model(rt, req.model)
-    params = req.to_sampling_params()
-    prompt = model.tokenizer.encode(req.prompt_text())
-    max_tokens = budget(model, len(prompt), req.max_tokens, "max_tokens")
-    job = start_job(request, key, model, prompt, max_tokens, params, req.stop_list(), "cmpl")
+    params = req.to_sampling_params(model.engine.vocab_size)
+    grammar = grammar_for(model, req.output_schema(), "response_format")
+    prompts = []
+    for p in req.prompts():
+        ids = model.tokenizer.encode(p) if isinstance(p, str) else token_ids(p, model.engine.vocab_size, "prompt")
+        prompts.append((ids, p if isinstance(p, str) else model.tokenizer.decode(p)))
+    budgets = [budget(model, len(ids), req.max_tokens, "max_tokens") for ids, _ in prompts]
+    job_id, n = new_id("cmpl"), req.choices
+    jobs = _started([functools.partial(start_jobs, request, key, model, ids, limit, params, req.stop_list(), job_id,
+                                       n, i * n, grammar) for i, ((ids, _), limit) in enumerate(zip(prompts, budgets))])
+    echoes = [text if req.echo else "" for _, text in prompts for _ in range(n)]
     fingerprint = rt.store_info.get("sku")
+    logprobs = params.logprobs is not None
     if req.stream:
-        return _event_stream(_completion_chunks(job, req.include_usage(), fingerprint))
-    await job.collect(request)
-    return CompletionResponse(id=job.id, created=job.created, model=model.id, system_fingerprint=fingerprint,
-                              usage=job.usage(),
-                              choices=[CompletionChoice(text=job.text, finish_reason=job.finish_reason)])
+        return _event_stream(_completion_chunks(jobs, echoes, logprobs, req.include_usage(), fingerprint))
+    await collect(jobs, request)
+    choices = [CompletionChoice(index=j.index, text=echo + j.text, finish_reason=j.finish_reason,
+                                logprobs=_completion_logprobs(model, j.released(), len(echo)) if logprobs else None)
+               for j, echo in zip(jobs, echoes)]
+    return CompletionResponse(id=job_id, created=jobs[0].created, model=model.id, system_fingerprint=fingerprint,
+                              usage=_usage(jobs), choices=choices)
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse, responses=GENERATION_ERRORS)
@@ -176,18 +285,24 @@ async def embeddings(req: EmbeddingRequest, request: Request,
             f"available: {', '.join(rt.embeddings) or 'none'}"
         raise ApiError(404, f"The model '{req.model}' does not exist or is not an embeddings model ({hint})",
                        "model", "model_not_found")
-    texts = req.texts()
+    inputs = req.inputs()
     dims = m.manifest.engine.dimensions
     if req.dimensions is not None and req.dimensions != dims:
         raise ApiError(400, f"this model returns {dims} dimensions; 'dimensions' must be {dims} or omitted",
                        "dimensions", "unsupported_value")
-    counts = m.embedder.count_tokens(texts)
+    if isinstance(inputs[0], str):
+        counts = m.embedder.count_tokens(inputs)  # type: ignore[arg-type]
+        run = functools.partial(m.embedder.embed, inputs)
+    else:
+        wrapped = [m.embedder.wrap_ids(token_ids(ids, m.embedder.vocab_size, "input")) for ids in inputs]
+        counts = [len(ids) for ids in wrapped]
+        run = functools.partial(m.embedder.embed_ids, wrapped)
     too_long = [i for i, c in enumerate(counts) if c > m.manifest.engine.max_tokens]
     if too_long:
         raise ApiError(400, f"input[{too_long[0]}] is {counts[too_long[0]]} tokens; this model takes at most "
                             f"{m.manifest.engine.max_tokens}", "input", "context_length_exceeded")
-    vectors, used = await anyio.to_thread.run_sync(m.embedder.embed, texts)
-    rt.metrics.embedded_inputs.labels(m.id).inc(len(texts))
+    vectors, used = await anyio.to_thread.run_sync(run)
+    rt.metrics.embedded_inputs.labels(m.id).inc(len(inputs))
     request.app.state.keys.record_usage(key.id, used, 0)
 
     def encode(v: np.ndarray) -> list[float] | str:
