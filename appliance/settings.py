@@ -1,18 +1,21 @@
 """Typed settings, declared once: what every box process reads, and what the server adds.
 
 Values come from (highest first) CLI flags, ``APPLIANCE_*`` environment
-variables, then the defaults that match the paths in DESIGN.md. The CLI
-builds its options from these fields (``appliance.cli.options``), so a
-setting is declared here and nowhere else.
+variables, the admin's settings from the console (``STATE/settings.json``,
+the previous version kept beside it for revert), then the defaults that
+match the paths in DESIGN.md. The CLI builds its options from these fields
+(``appliance.cli.options``), so a setting is declared here and nowhere else.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, create_model
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ApplianceError
 
@@ -25,6 +28,7 @@ class BoxSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="APPLIANCE_", extra="ignore", populate_by_name=True)
+    _pinned: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     state_dir: Path = Field(Path("/var/lib/appliance"), validation_alias="APPLIANCE_STATE_DIR",
                             description="state directory: keys, health history, TLS, settings")
@@ -62,13 +66,39 @@ class BoxSettings(BaseSettings):
     def firstboot_marker(self) -> Path:
         return self.state_dir / ".firstboot-done"
 
+    @property
+    def console_db(self) -> Path:
+        """Admin accounts, the one-time setup code and console sessions."""
+        return self.state_dir / "console.sqlite"
+
+    @property
+    def session_secret_file(self) -> Path:
+        return self.state_dir / "session.secret"
+
+    @property
+    def timeseries_db(self) -> Path:
+        return self.state_dir / "timeseries.sqlite"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple:
+        return init_settings, env_settings, AdminSettingsFile(settings_cls, init_settings)
+
     def ensure_state_dir(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        """Settings given as flags or APPLIANCE_* variables: they win over the admin's, so the console shows them fixed."""
+        return self._pinned
 
 
 class Settings(BoxSettings):
     """The serving daemon's settings (``appliance serve`` and ``appliance up``)."""
 
+    box_name: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                 description="name shown in the console (default: the store's box name)")
     host: str = Field("0.0.0.0", description="address to bind")
     port: int = Field(8443, ge=1, le=65535, description="port")
     tls: Literal["auto", "off"] = Field(
@@ -80,17 +110,99 @@ class Settings(BoxSettings):
         None, ge=2, description="prompt tokens prefilled per step (default: the SKU's value in the manifest)")
     threads: int | None = Field(None, ge=1, description="engine threads (default: one per physical core)")
 
+    def local_url(self) -> str:
+        """Where processes on the box itself reach the server."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"{'http' if self.tls == 'off' else 'https'}://{host}:{self.port}"
+    image_concurrency: int = Field(1, ge=1, description="images generated at once, box-wide; more wait in the "
+                                   "image queue (up to max_queue per model), never in chat's")
+    image_threads: int | None = Field(None, ge=1, description="threads per image generation (default: half the "
+                                      "physical cores, so chat keeps the rest)")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins (scheme://host[:port]) allowed to call the API "
+        "cross-origin; default none, so only the console's own origin (same-origin) can")
+
+
+ADMIN_FILE = "settings.json"
+PREVIOUS_ADMIN_FILE = "settings.previous.json"
+ADMIN_FIELDS = ("box_name", "log_level", "host", "port", "tls_cert", "tls_key")  # what the console may change
+
+
+def _state_dir_of(init: dict[str, Any]) -> Path:
+    given = init.get("state_dir") or init.get("APPLIANCE_STATE_DIR") or os.environ.get("APPLIANCE_STATE_DIR")
+    return Path(given) if given else BoxSettings.model_fields["state_dir"].default
+
+
+class AdminSettingsFile(PydanticBaseSettingsSource):
+    """The admin's choices from the console, over the factory defaults and under env and flags."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.path = _state_dir_of(init_settings()) / ADMIN_FILE
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ApplianceError(f"cannot read the admin settings {self.path}: {exc}; fix or delete the file "
+                                 "(the console writes it)") from None
+        return {k: v for k, v in data.items() if k in ADMIN_FIELDS and k in self.settings_cls.model_fields}
+
+
+def validate_admin_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The admin's settings, typed and checked field by field like the flags; empty or None means "default"."""
+    given = {k: v for k, v in values.items() if k in ADMIN_FIELDS and v not in (None, "")}
+    try:
+        checked = _AdminSettings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err.get("loc") else "?"
+        raise ApplianceError(f"{name.replace('_', ' ')} {err.get('input')!r} is not valid: {err['msg']}") from None
+    return checked.model_dump(mode="json", exclude_none=True, include=set(given))
+
+
+def read_admin_settings(state_dir: Path, previous: bool = False) -> dict[str, Any]:
+    path = state_dir / (PREVIOUS_ADMIN_FILE if previous else ADMIN_FILE)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def write_admin_settings(state_dir: Path, values: dict[str, Any]) -> None:
+    """Save the admin's settings (validated by the caller); the version they replace is kept for revert."""
+    current, previous = state_dir / ADMIN_FILE, state_dir / PREVIOUS_ADMIN_FILE
+    tmp = current.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: v for k, v in values.items() if k in ADMIN_FIELDS}, indent=2, default=str))
+    if current.exists():
+        os.replace(current, previous)
+    else:
+        previous.write_text("{}")
+    os.replace(tmp, current)
+
+
+_AdminSettings = create_model("_AdminSettings", __config__=ConfigDict(extra="forbid", populate_by_name=True),
+                              **{k: (Settings.model_fields[k].annotation, Settings.model_fields[k]) for k in ADMIN_FIELDS})
 
 S = TypeVar("S", bound=BoxSettings)
 
 
 def load_settings(cls: type[S] = Settings, **overrides: object) -> S:  # type: ignore[assignment]
     """Settings from the environment and explicit overrides (``None`` means not given); one-line errors."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err.get("loc") else "?"
         flag = "--" + name.replace("_", "-")
         raise ApplianceError(f"invalid setting {flag} ({name}) = {err.get('input')!r}: {err['msg']}; "
-                             f"fix the flag or the APPLIANCE_{name.upper()} environment variable") from None
+                             f"fix the flag, the APPLIANCE_{name.upper()} environment variable or the admin's "
+                             f"settings.json in the state directory") from None
+    settings._pinned = frozenset(given) | {k for k in cls.model_fields if f"APPLIANCE_{k.upper()}" in os.environ}
+    return settings

@@ -52,7 +52,46 @@ class GgufFileSource(_Strict):
     path: Path
 
 
-Source = Annotated[Union[PypiWheelSource, HfFolderSource, GgufFileSource], Field(discriminator="kind")]
+class DiffusersFolderSource(_Strict):
+    """A local diffusers pipeline folder laid out as on the hub (model_index.json, unet/, vae/, text_encoder/, ...)."""
+
+    kind: Literal["diffusers-folder"]
+    path: Path
+
+
+class TinyDiffusersSource(_Strict):
+    """The factory's small seeded Stable Diffusion pipeline (untrained weights: its images are noise)."""
+
+    kind: Literal["tiny-diffusers"]
+    seed: int = Field(default=0, ge=0)
+    time_cond_proj_dim: int | None = Field(default=None, ge=8, description="set to build an LCM-style UNet")
+
+
+Source = Annotated[Union[PypiWheelSource, HfFolderSource, GgufFileSource, DiffusersFolderSource, TinyDiffusersSource],
+                   Field(discriminator="kind")]
+ImageScheduler = Literal["euler", "ddim", "lcm"]
+
+
+class ImageOptions(_Strict):
+    """How a text-to-image model is built and served: sizes, sampler, default steps and guidance."""
+
+    sizes: list[str] = Field(min_length=1, description="WIDTHxHEIGHT, from the SKU's image.sizes")
+    scheduler: ImageScheduler | None = Field(default=None, description="default: the source's own, when supported")
+    steps: int = Field(default=20, ge=1, description="default denoising steps per image")
+    guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0, description="classifier-free guidance; <= 1 is off")
+    max_images: int | None = Field(default=None, ge=1, description="images per request (default: the SKU's)")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[str]) -> list[str]:
+        import re
+
+        for size in v:
+            if not re.fullmatch(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}", size):
+                raise ValueError(f"size {size!r} must be WIDTHxHEIGHT, like 512x512")
+        if len(set(v)) != len(v):
+            raise ValueError("sizes must not repeat")
+        return v
 
 
 class ModelSpec(_Strict):
@@ -62,6 +101,15 @@ class ModelSpec(_Strict):
     precision: Precision = "fp32"
     context_length: int = Field(default=2048, ge=16, le=131072)
     max_batch: int = Field(default=8, ge=1, le=256)
+    image: ImageOptions | None = None
+
+    @model_validator(mode="after")
+    def _image_options_for_images_only(self) -> "ModelSpec":
+        if self.task == "text-to-image" and self.image is None:
+            raise ValueError("a text-to-image model needs an image table, e.g. image = { sizes = [\"512x512\"] }")
+        if self.task != "text-to-image" and self.image is not None:
+            raise ValueError(f"image options are for text-to-image models, not {self.task!r}; remove them")
+        return self
 
 
 class BoxSpec(_Strict):
@@ -103,6 +151,17 @@ class ApplianceSpec(_Strict):
                     f"{where}: models[{i}].max_batch: {m.max_batch} exceeds {profile.name}'s limit of "
                     f"{profile.limits.max_batch}"
                 )
+            if m.image is not None:
+                off = [z for z in m.image.sizes if z not in profile.image.sizes]
+                if off:
+                    raise SpecError(f"{where}: models[{i}].image.sizes: {off[0]!r} is not built on {profile.name}; "
+                                    f"allowed: {', '.join(profile.image.sizes)}")
+                if m.image.max_images is not None and m.image.max_images > profile.image.max_images:
+                    raise SpecError(f"{where}: models[{i}].image.max_images: {m.image.max_images} exceeds "
+                                    f"{profile.name}'s limit of {profile.image.max_images}")
+                if m.image.steps > profile.image.max_steps:
+                    raise SpecError(f"{where}: models[{i}].image.steps: {m.image.steps} exceeds "
+                                    f"{profile.name}'s limit of {profile.image.max_steps}")
             if m.context_length > profile.limits.max_context:
                 raise SpecError(
                     f"{where}: models[{i}].context_length: {m.context_length} exceeds {profile.name}'s limit of "
@@ -112,7 +171,8 @@ class ApplianceSpec(_Strict):
 
 def _describe(err: dict) -> str:
     loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
-    loc = loc.replace(".pypi-wheel", "").replace(".hf-folder", "").replace(".gguf", "")
+    for kind in (".pypi-wheel", ".hf-folder", ".gguf", ".diffusers-folder", ".tiny-diffusers"):
+        loc = loc.replace(kind, "")
     value = err.get("input")
     ctx = err.get("ctx") or {}
     msg = err["msg"]
@@ -150,7 +210,7 @@ def load_spec(path: Path) -> ApplianceSpec:
     base = path.parent
     fixed = []
     for m in spec.models:
-        if isinstance(m.source, (HfFolderSource, GgufFileSource)) and not m.source.path.is_absolute():
+        if isinstance(m.source, (HfFolderSource, GgufFileSource, DiffusersFolderSource)) and not m.source.path.is_absolute():
             m = m.model_copy(update={"source": m.source.model_copy(update={"path": (base / m.source.path)})})
         fixed.append(m)
     return spec.model_copy(update={"models": fixed})

@@ -17,7 +17,7 @@ import typer
 from appliance.settings import BoxSettings, load_settings
 
 SERVE_OPTIONS = ("store", "state_dir", "host", "port", "tls", "tls_cert", "tls_key", "trusted_key", "max_queue",
-                 "prefill_chunk", "threads", "log_level")
+                 "prefill_chunk", "threads", "image_concurrency", "image_threads", "log_level")
 
 
 def _cli_type(annotation: object) -> type:

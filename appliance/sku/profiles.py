@@ -42,6 +42,16 @@ class Limits(BaseModel):
     max_context: int
 
 
+class ImageLimits(BaseModel):
+    """The shapes text-to-image engines are built and checked at on this SKU; a model spec picks from them."""
+
+    model_config = ConfigDict(extra="forbid")
+    sizes: list[str] = Field(description="WIDTHxHEIGHT a text-to-image model may be built for")
+    max_images: int = Field(ge=1, description="images per request, generated as one UNet batch")
+    guidance: bool = Field(description="classifier-free guidance: the UNet also runs at twice the batch")
+    max_steps: int = Field(ge=1, description="denoising steps a request may ask for")
+
+
 class ParityThresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fp32_max_abs_logit: float
@@ -50,6 +60,8 @@ class ParityThresholds(BaseModel):
     int4_min_token_agreement: float
     embeddings_min_cosine: float
     embeddings_int8_min_cosine: float
+    image_component_max_rel: float = Field(description="fp32 engine vs torch: max |diff| / max |torch output|")
+    image_max_abs_pixel: float = Field(description="whole pipeline vs diffusers on the same noise, pixels in 0..1")
 
     def min_token_agreement(self, precision: str) -> float:
         return {
@@ -68,6 +80,7 @@ class SkuProfile(BaseModel):
     precisions: dict[str, list[str]] = Field(default_factory=dict)
     tuning: Tuning
     limits: Limits
+    image: ImageLimits
     parity: ParityThresholds
 
 

@@ -40,6 +40,10 @@ class ParityFigures(_Model):
         default=None, description="free-running: mean share of greedy tokens equal to the reference before divergence"
     )
     min_cosine: float | None = None
+    component: str | None = Field(default=None, description="text-to-image: text_encoder, unet, vae_decoder or pipeline")
+    shapes: list[str] = Field(default=[], description="text-to-image: the input shapes compared, e.g. 2x4x32x32")
+    max_abs_diff: float | None = Field(default=None, description="text-to-image: max |engine - torch| over outputs")
+    max_rel_diff: float | None = Field(default=None, description="text-to-image: max_abs_diff / max |torch output|")
     thresholds: dict[str, float] = {}
     passed: bool
 
@@ -75,6 +79,54 @@ class EmbeddingsEngineConfig(_Model):
     threads: int = 0
 
 
+class DiffusionSchedulerConfig(_Model):
+    """The noise schedule and sampler, as the source's scheduler config gave it (diffusers' field names)."""
+
+    kind: Literal["euler", "ddim", "lcm"]
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading"
+    steps_offset: int = 0
+    set_alpha_to_one: bool = False
+    clip_sample: bool = False
+    clip_sample_range: float = 1.0
+    original_inference_steps: int = 50
+    timestep_scaling: float = 10.0
+
+
+class DiffusionEngineConfig(_Model):
+    """A Stable-Diffusion-architecture pipeline: three ONNX engines, a CLIP tokenizer and a scheduler."""
+
+    kind: Literal["diffusion"] = "diffusion"
+    text_encoder: str = "text_encoder.onnx"
+    unet: str = "unet.onnx"
+    vae_decoder: str = "vae_decoder.onnx"
+    max_text_tokens: int = 77
+    pad_token_id: int
+    text_hidden_size: int
+    latent_channels: int = 4
+    vae_scale_factor: int = Field(description="pixels per latent cell along each side")
+    vae_scaling_factor: float
+    time_cond_proj_dim: int | None = Field(default=None, description="set for LCM-distilled UNets (guidance embedding)")
+    sizes: list[str] = Field(description="WIDTHxHEIGHT the engines were built and checked at; nothing else is served")
+    max_images: int = Field(description="images per request, generated as one UNet batch")
+    guidance: bool = Field(description="classifier-free guidance available (the UNet also runs at twice the batch)")
+    guidance_scale: float
+    steps: int
+    max_steps: int
+    scheduler: DiffusionSchedulerConfig
+    threads: int = 0
+    seeded_noise_model: bool = Field(
+        default=False, description="the factory's small seeded pipeline: untrained weights, its images are noise")
+
+    def size_pixels(self, size: str) -> tuple[int, int]:
+        w, _, h = size.partition("x")
+        return int(w), int(h)
+
+
 class GoldenTest(_Model):
     """A fixed input and the output this exact engine gave at build time; re-run on the box."""
 
@@ -84,6 +136,13 @@ class GoldenTest(_Model):
     input_texts: list[str] | None = None
     expected_embeddings: list[list[float]] | None = None
     min_cosine: float = 0.9999
+    image_prompt: str | None = None
+    image_size: str | None = None
+    image_seed: int | None = None
+    image_steps: int | None = None
+    expected_thumbnail: list[float] | None = Field(
+        default=None, description="text-to-image: the golden image's 8x8 block means per channel (0-255), row-major")
+    max_thumbnail_diff: float = 2.0
 
 
 class Manifest(_Model):
@@ -95,7 +154,7 @@ class Manifest(_Model):
     backend: str
     fingerprint: dict = Field(description="the build host's SKU fingerprint")
     source: dict
-    engine: LlmEngineConfig | EmbeddingsEngineConfig
+    engine: LlmEngineConfig | EmbeddingsEngineConfig | DiffusionEngineConfig
     tokenizer: str = "tokenizer.json"
     chat_template: str | None = None
     files: list[FileEntry]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 
+from appliance.engine.diffusion.png import decode_png
+from appliance.engine.diffusion.thumbnail import max_difference, thumbnail
 from appliance.engine.similarity import cosine_rows
 from appliance.health.status import Result
 from appliance.store.manifest import Manifest
@@ -42,6 +46,8 @@ class GoldenProbe(Check):
                                      f"({got[:40]!r} vs {self.expected_text[:40]!r}): the engine was changed or the "
                                      "hardware computes wrongly; reinstall the store", got=got[:80])
             return Result.ok("golden answer matches the factory's")
+        if self.manifest.task == "text-to-image":
+            return await self._probe_image()
         r = await self.client.post("/v1/embeddings", json={"model": mid, "input": g.input_texts}, timeout=self.timeout)
         if r.status_code == 503:
             return Result.degraded("server not ready (see server.readiness)")
@@ -53,6 +59,31 @@ class GoldenProbe(Check):
                                  "reinstall the store", cosine=cos)
         return Result.ok("golden embeddings match", cosine=round(cos, 6))
 
+
+    async def _probe_image(self) -> Result:
+        g, mid = self.manifest.golden, self.manifest.model_id
+        body = {"model": mid, "prompt": g.image_prompt, "size": g.image_size, "seed": g.image_seed,
+                "steps": g.image_steps, "n": 1, "response_format": "b64_json"}
+        r = await self.client.post("/v1/images/generations", json=body, timeout=self.timeout)
+        if r.status_code == 503:
+            return Result.degraded("server not ready (see server.readiness)")
+        if r.status_code != 200:
+            return Result.failed(f"golden request for {mid} answered {r.status_code}: {_message(r)}")
+        try:
+            pixels = decode_png(base64.b64decode(r.json()["data"][0]["b64_json"]))
+        except Exception as exc:  # whatever came back, it is not the PNG the factory's test produced
+            return Result.failed(f"model {mid} golden image is not a readable PNG ({type(exc).__name__}): "
+                                 "reinstall the store")
+        w, _, h = g.image_size.partition("x")
+        if pixels.shape[:2] != (int(h), int(w)):
+            return Result.failed(f"model {mid} golden image is {pixels.shape[1]}x{pixels.shape[0]}, asked for "
+                                 f"{g.image_size}")
+        diff = max_difference(thumbnail(pixels), g.expected_thumbnail)
+        if diff > g.max_thumbnail_diff:
+            return Result.failed(f"model {mid} golden image drifted from the factory's ({diff:.1f} levels > "
+                                 f"{g.max_thumbnail_diff}): the engine was changed or the hardware computes wrongly; "
+                                 "reinstall the store", difference=round(diff, 2))
+        return Result.ok("golden image matches the factory's", difference=round(diff, 2))
 
 
 def _message(r: httpx.Response) -> str:

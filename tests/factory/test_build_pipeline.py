@@ -5,7 +5,7 @@ import json
 from appliance.sku.profiles import load_profile
 from appliance.store.manifest import Manifest, StoreIndex
 
-CHAT, EMBED = "smollm2-135m-instruct", "all-minilm-l6-v2"
+CHAT, EMBED, IMAGE = "smollm2-135m-instruct", "all-minilm-l6-v2", "tiny-sd-seeded"
 
 
 def _manifest(store, mid) -> Manifest:
@@ -14,7 +14,7 @@ def _manifest(store, mid) -> Manifest:
 
 def test_store_layout_and_index(default_store):
     index = StoreIndex.model_validate(json.loads((default_store / "index.json").read_text()))
-    assert index.sku == "cpu-x86_64-avx512" and [m.id for m in index.models] == [CHAT, EMBED]
+    assert index.sku == "cpu-x86_64-avx512" and [m.id for m in index.models] == [CHAT, EMBED, IMAGE]
     assert (default_store / "index.sig").stat().st_size == 64
 
 

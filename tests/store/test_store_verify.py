@@ -23,7 +23,7 @@ def _verify_cli(store, *extra):
 @needs_avx512
 def test_intact_store_verifies(default_store):
     result = verify_store(default_store, host=detect())
-    assert set(result.models) == {CHAT, "all-minilm-l6-v2"}
+    assert set(result.models) == {CHAT, "all-minilm-l6-v2", "tiny-sd-seeded"}
     proc = _verify_cli(default_store)
     assert proc.returncode == 0, proc.stderr
     assert "verified" in proc.stdout
