@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, create_model
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ApplianceError
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+
+
+def _origins(origins: list[str]) -> list[str]:
+    origins = [o.strip().rstrip("/") for o in origins if o.strip()]
+    bad = [o for o in origins if o != "*" and not _ORIGIN.match(o)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not an origin; write scheme://host[:port], e.g. "
+                         "http://192.168.1.20:3000, or * for any")
+    return origins
 
 
 class BoxSettings(BaseSettings):
@@ -118,14 +131,14 @@ class Settings(BoxSettings):
                                    "image queue (up to max_queue per model), never in chat's")
     image_threads: int | None = Field(None, ge=1, description="threads per image generation (default: half the "
                                       "physical cores, so chat keeps the rest)")
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], AfterValidator(_origins)] = Field(
         default_factory=list, description="browser origins (scheme://host[:port]) allowed to call the API "
         "cross-origin; default none, so only the console's own origin (same-origin) can")
 
 
 ADMIN_FILE = "settings.json"
 PREVIOUS_ADMIN_FILE = "settings.previous.json"
-ADMIN_FIELDS = ("box_name", "log_level", "host", "port", "tls_cert", "tls_key")  # what the console may change
+ADMIN_FIELDS = ("box_name", "log_level", "host", "port", "tls_cert", "tls_key", "cors_origins")  # the console's to change
 
 
 def _state_dir_of(init: dict[str, Any]) -> Path:

@@ -32,16 +32,6 @@ log = logging.getLogger(__name__)
 RUN_NOW_POLL_S = 1.0
 
 
-class StoreUnreadable(Check):
-    name = "store.integrity"
-
-    def __init__(self, reason: str):
-        self.reason, self.period, self.timeout = reason, 300.0, 5.0
-
-    async def probe(self) -> Result:
-        return Result.failed(self.reason)
-
-
 def _expected_text(store: Path, m: Manifest) -> str | None:
     if m.task != "chat" or not m.golden.expected_tokens:
         return None

@@ -145,13 +145,18 @@ def start_server(store: Path, state_dir: Path, *extra: str, scheme: str = "http"
     return server
 
 
-def stop_server(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.terminate()
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, and SIGKILL if it has not gone after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
         try:
-            server.proc.wait(timeout=15)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            server.proc.kill()
+            proc.kill()
+
+
+def stop_server(server: Server) -> None:
+    stop_process(server.proc, 15)
 
 
 @pytest.fixture(scope="module")

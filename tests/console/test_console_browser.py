@@ -12,7 +12,6 @@ import http.server
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, stop_process
 from wait import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -68,12 +67,7 @@ class Box:
         return self.log.read_text()[-3000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +238,13 @@ def test_playground_streams_a_chat_and_compares_texts(admin, box):
     assert not page.locator(".msg.error").count()
     page.get_by_role("button", name="Compare").click()
     wait_until(lambda: "cosine similarity" in page.locator("#sim-result").inner_text(), 30, "the similarity")
+    page.get_by_label("Seed").fill("7")
+    page.get_by_role("button", name="Generate").click()
+    wait_until(lambda: "done" in page.locator("#img-status").inner_text(), 120, "the image",
+               details=lambda: page.locator("#img-status").inner_text())
+    image = page.locator("#img-out img").first
+    size = page.locator("#img-size").input_value()
+    assert image.evaluate("i => `${i.naturalWidth}x${i.naturalHeight}`") == size, "a PNG of the size asked for"
     shot(page, "07-playground")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, needs_avx512, needs_root
+from conftest import free_port, needs_avx512, needs_root, stop_process
 from appliance.health.history import snapshot
 from wait import wait_until
 
@@ -77,12 +77,7 @@ class Box:
         return int((self.state / "server.pid").read_text())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture()

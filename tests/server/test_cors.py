@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from conftest import CHAT_MODEL, needs_avx512, start_server, stop_server
 from appliance.errors import ApplianceError
 from appliance.server.app import create_app
-from appliance.settings import Settings
+from appliance.settings import Settings, load_settings
 
 APP_ORIGIN = "http://192.168.1.20:3000"
 PREFLIGHT = {"Origin": APP_ORIGIN, "Access-Control-Request-Method": "POST",
@@ -42,7 +42,7 @@ def test_by_default_no_cross_origin_access(tmp_path):
 
 def test_a_setting_that_is_not_an_origin_is_refused(tmp_path):
     with pytest.raises(ApplianceError, match="not an origin"):
-        create_app(Settings(state_dir=tmp_path / "state", cors_origins=["192.168.1.20:3000/path"]))
+        load_settings(Settings, state_dir=tmp_path / "state", cors_origins=["192.168.1.20:3000/path"])
 
 
 @needs_avx512

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import socket
-import threading
 from urllib.parse import urlparse
 
 import httpx

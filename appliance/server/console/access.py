@@ -6,7 +6,6 @@ expects; every state-changing request passes ``check_post``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from fastapi import Request

@@ -33,6 +33,11 @@ LIVE = ("box_name", "log_level")
 MAX_PEM_BYTES = 64 * 1024
 
 
+def _default(name: str) -> object:
+    field = Settings.model_fields[name]
+    return field.default_factory() if field.default_factory else field.default
+
+
 def _running(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -64,7 +69,8 @@ def apply(request: Request, values: dict) -> bool:
     running.box_name = admin.get("box_name")
     running.log_level = admin.get("log_level", Settings.model_fields["log_level"].default)
     logging.getLogger().setLevel(running.log_level.upper())
-    restart = [k for k in ADMIN_FIELDS if k not in LIVE and k in admin and str(admin[k]) != str(getattr(running, k))]
+    restart = [k for k in ADMIN_FIELDS if k not in LIVE and k not in running.pinned
+               and str(admin.get(k, _default(k))) != str(getattr(running, k))]
     if restart:
         request_restart(running.state_dir, f"settings changed in the console: {', '.join(restart)}",
                         by="the admin")
@@ -80,11 +86,12 @@ async def settings_page(request: Request, session: Session = Depends(require_adm
 @router.post("/settings", response_class=HTMLResponse)
 async def save(request: Request, session: Session = Depends(require_admin), csrf_token: str = Form(""),
                box_name: str = Form(""), log_level: str = Form("info"), host: str = Form(""),
-               port: str = Form("")) -> Response:
+               port: str = Form(""), cors_origins: str = Form("")) -> Response:
     check_post(request, session, csrf_token)
     saved = read_admin_settings(state(request).settings.state_dir)
     values = {**saved, "box_name": box_name.strip() or None, "log_level": log_level, "host": host.strip(),
-              "port": port.strip()}  # a field fixed by a flag is disabled in the form, so it arrives empty
+              "port": port.strip(),  # a field fixed by a flag is disabled in the form, so it arrives empty
+              "cors_origins": [line.strip() for line in cors_origins.splitlines() if line.strip()]}
     try:
         restarting = apply(request, values)
     except ApplianceError as exc:

@@ -155,3 +155,16 @@ def test_console_json_calls_without_a_session_get_401_not_a_login_page(box):
     r = client.get("/console/api/series?window=1h")
     assert r.status_code == 401 and r.json()["error"]["code"] == "session_expired"
     assert client.get("/console/keys").headers["location"].startswith("/console/login")
+
+
+def test_cors_origins_are_checked_saved_and_applied_by_a_restart(box):
+    client, settings, code = box
+    _claim(client, code)
+    bad = client.post("/console/settings", headers={"Origin": ORIGIN},
+                      data={"csrf_token": _csrf(client), "log_level": "info", "cors_origins": "192.168.1.20:3000/x"})
+    assert bad.status_code == 400 and "not an origin" in bad.text and not client.app.state.restart_requested
+    ok = client.post("/console/settings", headers={"Origin": ORIGIN},
+                     data={"csrf_token": _csrf(client), "log_level": "info",
+                           "cors_origins": "http://192.168.1.20:3000\nhttps://tools.lan"})
+    assert ok.status_code == 200 and client.app.state.restart_requested
+    assert read_admin_settings(settings.state_dir)["cors_origins"] == ["http://192.168.1.20:3000", "https://tools.lan"]

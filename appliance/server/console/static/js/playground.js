@@ -130,3 +130,37 @@ document.getElementById("sim-form").addEventListener("submit", async (event) => 
   const body = await response.json();
   result.textContent = response.ok ? `cosine similarity ${body.cosine.toFixed(3)}` : (body.error?.message || "failed");
 });
+
+const imageForm = document.getElementById("img-form");
+if (imageForm) {
+  const model = document.getElementById("img-model");
+  const size = document.getElementById("img-size");
+  model.addEventListener("change", () => {
+    size.replaceChildren(...model.selectedOptions[0].dataset.sizes.split(",").map((s) => new Option(s)));
+  });
+  imageForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = document.getElementById("img-status");
+    const out = document.getElementById("img-out");
+    const seed = document.getElementById("img-seed").value.trim();
+    status.textContent = "generating…";
+    const response = await fetch("/console/api/image", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ model: model.value, size: size.value, prompt: document.getElementById("img-prompt").value,
+                             seed: seed ? Number(seed) : null }),
+    });
+    const body = await response.json();
+    if (!response.ok) {
+      status.textContent = body.error?.message || `the box answered ${response.status}`;
+      return;
+    }
+    for (const item of body.data) {
+      const img = new Image();
+      img.src = `data:image/png;base64,${item.b64_json}`;
+      img.alt = `${document.getElementById("img-prompt").value} (seed ${item.seed})`;
+      out.prepend(img);
+    }
+    status.textContent = `done: ${body.size}, seed ${body.data[0].seed}`;
+  });
+}
