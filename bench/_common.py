@@ -203,7 +203,8 @@ def utc_now() -> datetime:
 
 
 def git_state() -> dict:
-    """The checkout the numbers came from: HEAD and whether anything differs from it (untracked files too)."""
+    """The checkout the numbers came from: HEAD and whether anything differs from it (untracked files too),
+    leaving out bench/results/, which the benchmarks themselves write."""
     def git(*a: str) -> str | None:
         try:
             proc = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, timeout=30)
@@ -212,7 +213,7 @@ def git_state() -> dict:
         return proc.stdout if proc.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain")
+    status = git("status", "--porcelain", "--", ".", ":(exclude)bench/results")
     return {"commit": commit.strip() if commit else None,
             "dirty": bool(status.strip()) if status is not None else None}
 
