@@ -238,7 +238,7 @@ def test_playground_streams_a_chat_and_compares_texts(admin, box):
     assert not page.locator(".msg.error").count()
     page.get_by_role("button", name="Compare").click()
     wait_until(lambda: "cosine similarity" in page.locator("#sim-result").inner_text(), 30, "the similarity")
-    page.get_by_label("Seed").fill("7")
+    page.get_by_label("Seed", exact=True).fill("7")
     page.get_by_role("button", name="Generate").click()
     wait_until(lambda: "done" in page.locator("#img-status").inner_text(), 120, "the image",
                details=lambda: page.locator("#img-status").inner_text())

@@ -37,13 +37,17 @@ def _parity_line(p: ParityFigures) -> str:
     figures = [f"token agreement {p.token_agreement:.3f}" if p.token_agreement is not None else "",
                f"greedy prefix {p.greedy_prefix_agreement:.2f}" if p.greedy_prefix_agreement is not None else "",
                f"min cosine {p.min_cosine:.6f}" if p.min_cosine is not None else "",
-               f"max |Δ| {p.max_abs_logit_diff:.3g}" if p.max_abs_logit_diff is not None else ""]
-    return f"{p.stage} ({p.precision}): " + ", ".join(f for f in figures if f) + ("" if p.passed else " - FAILED")
+               f"max |Δ| {p.max_abs_logit_diff:.3g}" if p.max_abs_logit_diff is not None else "",
+               f"max |Δ| {p.max_abs_diff:.2g}" if p.max_abs_diff is not None else "",
+               f"relative {p.max_rel_diff:.2g}" if p.max_rel_diff is not None else ""]
+    stage = f"{p.stage} {p.component}" if p.component else p.stage
+    return f"{stage} ({p.precision}): " + ", ".join(f for f in figures if f) + ("" if p.passed else " - FAILED")
 
 
 def model_views(runtime) -> list[ModelView]:
     manifests: list[tuple[Manifest, int]] = [(m.manifest, m.context_length) for m in runtime.chat.values()]
     manifests += [(m.manifest, m.manifest.engine.max_tokens) for m in runtime.embeddings.values()]
+    manifests += [(m.manifest, m.manifest.engine.max_text_tokens) for m in runtime.images.values()]
     self_test = "passed at start-up" if runtime.ready else f"not run: {runtime.reason}"
     return [ModelView(m.model_id, m.task, m.sku, m.backend, m.precision,
                       round(sum(f.size for f in m.files) / 2**20, 1), ctx, [_parity_line(p) for p in m.parity],

@@ -4,11 +4,14 @@ const root = document.getElementById("charts");
 const empty = document.getElementById("charts-empty");
 const COLORS = ["#1f5fbf", "#c46210", "#1e7b45", "#8e3fb3"];
 const plots = new Map();
+const SPANS = { "1h": 3600, "24h": 86400 };
+let current = "1h";
 
 function options(names, width) {
   return {
     width, height: 180,
-    scales: { x: { time: true } },
+    // the x axis always spans the chosen window, however few samples there are yet
+    scales: { x: { time: true, range: () => { const now = Date.now() / 1000; return [now - SPANS[current], now]; } } },
     axes: [{}, { size: 50 }],
     legend: { show: names.length > 1 },
     series: [{}, ...names.map((name, i) => ({ label: name.replaceAll("_", " "), stroke: COLORS[i], width: 2, spanGaps: false }))],
@@ -35,7 +38,6 @@ async function draw(window) {
   }
 }
 
-let current = "1h";
 for (const button of document.querySelectorAll("[data-window]")) {
   button.addEventListener("click", () => {
     current = button.dataset.window;
