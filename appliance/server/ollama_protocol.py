@@ -82,12 +82,20 @@ class OllamaMessage(BaseModel):
     thinking: str | None = None
 
 
-class _OllamaGenerate(OpenAIRequest):
+class _OllamaRequest(OpenAIRequest):
+    """Ollama's requests carry runtime options; those the box takes without effect are named like unknown fields."""
+
     model: str
-    stream: bool = True  # Ollama streams unless told not to
-    format: Literal["", "json"] | dict[str, Any] | None = None
     options: Options = Field(default_factory=Options)
     keep_alive: float | str | None = None
+
+    def ignored_fields(self) -> list[str]:
+        return [*super().ignored_fields(), *(f"options.{o}" for o in self.options.ignored())]
+
+
+class _OllamaGenerate(_OllamaRequest):
+    stream: bool = True  # Ollama streams unless told not to
+    format: Literal["", "json"] | dict[str, Any] | None = None
     think: bool | str | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -120,22 +128,16 @@ class OllamaGenerateRequest(_OllamaGenerate):
     images: list[str] | None = None
 
 
-class OllamaEmbedRequest(OpenAIRequest):
-    model: str
+class OllamaEmbedRequest(_OllamaRequest):
     input: str | list[str]
     truncate: bool = True
-    options: Options = Field(default_factory=Options)
-    keep_alive: float | str | None = None
     dimensions: int | None = Field(default=None, ge=1)
 
 
-class OllamaEmbeddingsRequest(OpenAIRequest):
+class OllamaEmbeddingsRequest(_OllamaRequest):
     """The older /api/embeddings: one prompt, one vector."""
 
-    model: str
     prompt: str
-    options: Options = Field(default_factory=Options)
-    keep_alive: float | str | None = None
 
 
 class OllamaShowRequest(OpenAIRequest):

@@ -10,6 +10,7 @@ by ``ignored_fields`` so the route can log their names.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 from appliance.engine.sampling import SamplingParams
 from appliance.server.openai_errors import ApiError, ErrorResponse, error_responses
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ErrorResponse", "error_responses"]  # the error half of the protocol lives beside its handlers
 
@@ -52,6 +55,11 @@ class OpenAIRequest(BaseModel):
 
     def ignored_fields(self) -> list[str]:
         return sorted(self.model_extra or {})
+
+    def log_ignored(self, route: str) -> None:
+        """Name (never the values of) what the box accepted without effect, so an admin sees what clients expect."""
+        if names := self.ignored_fields():
+            log.info("%s: accepted without effect: %s", route, ", ".join(names))
 
 
 def _refuse(param: str | None, message: str) -> ApiError:

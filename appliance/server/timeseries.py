@@ -46,9 +46,13 @@ class Series:
     memory_percent: list[float | None]
 
 
-def _total(metrics: Metrics, name: str, suffix: str = "") -> float:
-    return sum(s.value for family in metrics.registry.collect() if family.name == name
-               for s in family.samples if s.name == name + suffix)
+def _totals(metrics: Metrics) -> dict[str, float]:
+    """Every sample of the registry summed over its labels, keyed by sample name; one pass per sample time."""
+    out: dict[str, float] = {}
+    for family in metrics.registry.collect():
+        for s in family.samples:
+            out[s.name] = out.get(s.name, 0.0) + s.value
+    return out
 
 
 class TimeSeries:
@@ -64,13 +68,11 @@ class TimeSeries:
         self.db.close()
 
     def sample(self, metrics: Metrics) -> None:
-        now = self.clock()
-        row = (now, _total(metrics, "appliance_generated_tokens", "_total"),
-               _total(metrics, "appliance_requests", "_total"),
-               _total(metrics, "appliance_time_to_first_token_seconds", "_sum"),
-               _total(metrics, "appliance_time_to_first_token_seconds", "_count"),
-               _total(metrics, "appliance_queue_depth"), _total(metrics, "appliance_running_sequences"),
-               psutil.cpu_percent(None), psutil.virtual_memory().percent)
+        now, t = self.clock(), _totals(metrics)
+        row = (now, t.get("appliance_generated_tokens_total", 0.0), t.get("appliance_requests_total", 0.0),
+               t.get("appliance_time_to_first_token_seconds_sum", 0.0),
+               t.get("appliance_time_to_first_token_seconds_count", 0.0), t.get("appliance_queue_depth", 0.0),
+               t.get("appliance_running_sequences", 0.0), psutil.cpu_percent(None), psutil.virtual_memory().percent)
         with self._lock:
             self.db.execute(f"INSERT OR REPLACE INTO samples VALUES ({','.join('?' * len(row))})", row)
             self.db.execute("DELETE FROM samples WHERE at < ?", (now - KEEP_S,))

@@ -48,8 +48,7 @@ def _render(model: ImageModel, plan: ImagePlan, on_step: StepHook) -> list[str]:
              responses=error_responses(400, 401, 404, 429, 503))
 async def generate_images(req: ImageGenerationRequest, request: Request,
                           key: KeyRecord = Depends(require_key_with_limits)) -> Response:
-    if ignored := req.ignored_fields():
-        log.info("/v1/images/generations: ignored unknown request fields %s", ", ".join(ignored))
+    req.log_ignored("/v1/images/generations")
     rt: Runtime = request.app.state.runtime
     model = image_model(rt, req.model)
     cfg = model.manifest.engine

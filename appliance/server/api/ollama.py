@@ -51,7 +51,7 @@ from appliance.server.ollama_protocol import (
     VersionResponse,
 )
 from appliance.server.openai_errors import ApiError
-from appliance.server.protocol import ChatMessage, FunctionCall, OpenAIRequest, ToolCall, token_ids
+from appliance.server.protocol import ChatMessage, FunctionCall, ToolCall, token_ids
 from appliance.server.runtime import ChatModel, EmbeddingModel, Runtime
 from appliance.server.tool_calls import ToolPlan
 
@@ -81,11 +81,6 @@ router = APIRouter(prefix="/api", route_class=OllamaRoute, tags=["ollama"])
 
 def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
-
-
-def _note_ignored(req: OpenAIRequest, route: str, options: list[str] = ()) -> None:
-    if names := [*req.ignored_fields(), *(f"options.{o}" for o in options)]:
-        log.info("%s: accepted without effect: %s", route, ", ".join(names))
 
 
 def _name(model: str) -> str:
@@ -212,7 +207,7 @@ async def _chat_lines(job: Job, plan: ToolPlan | None, logprobs: bool, started: 
 @router.post("/chat", response_model=OllamaChatChunk)
 async def chat(req: OllamaChatRequest, request: Request, key: KeyRecord = Depends(require_key_with_limits)):
     started = time.perf_counter()
-    _note_ignored(req, "/api/chat", req.options.ignored())
+    req.log_ignored("/api/chat")
     model = _chat_model(_runtime(request), req.model)
     params = req.sampling()
     if not req.messages:  # Ollama's way of loading a model; the box's are always loaded
@@ -268,7 +263,7 @@ async def _generate_lines(job: Job, logprobs: bool, started: float) -> AsyncIter
 @router.post("/generate", response_model=OllamaGenerateChunk)
 async def generate(req: OllamaGenerateRequest, request: Request, key: KeyRecord = Depends(require_key_with_limits)):
     started = time.perf_counter()
-    _note_ignored(req, "/api/generate", req.options.ignored())
+    req.log_ignored("/api/generate")
     model = _chat_model(_runtime(request), req.model)
     params = req.sampling()
     if not req.prompt and not req.context:
@@ -310,7 +305,7 @@ async def _embed(request: Request, key: KeyRecord, m: EmbeddingModel, texts: lis
 @router.post("/embed", response_model=OllamaEmbedResponse)
 async def embed(req: OllamaEmbedRequest, request: Request, key: KeyRecord = Depends(require_key_with_limits)):
     started = time.perf_counter()
-    _note_ignored(req, "/api/embed", req.options.ignored())
+    req.log_ignored("/api/embed")
     m = _embedding_model(_runtime(request), req.model)
     dims = m.manifest.engine.dimensions
     if req.dimensions is not None and req.dimensions != dims:
@@ -326,7 +321,7 @@ async def embed(req: OllamaEmbedRequest, request: Request, key: KeyRecord = Depe
 async def embeddings(req: OllamaEmbeddingsRequest, request: Request,
                      key: KeyRecord = Depends(require_key_with_limits)):
     """The older single-prompt route, which some integrations still call."""
-    _note_ignored(req, "/api/embeddings", req.options.ignored())
+    req.log_ignored("/api/embeddings")
     m = _embedding_model(_runtime(request), req.model)
     vectors, _ = await _embed(request, key, m, [req.prompt], True)
     return _body(OllamaEmbeddingsResponse(embedding=vectors[0].tolist()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import logging
 from typing import AsyncIterator
 
 import anyio
@@ -42,7 +41,6 @@ from appliance.server.protocol import (
     EmbeddingUsage,
     ModelCard,
     ModelList,
-    OpenAIRequest,
     TokenLogprob,
     ToolCall,
     TopLogprob,
@@ -52,7 +50,6 @@ from appliance.server.protocol import (
 from appliance.server.runtime import ChatModel, Runtime
 from appliance.server.tool_calls import ToolPlan
 
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
 GENERATION_ERRORS = error_responses(400, 401, 404, 429, 503)
@@ -60,12 +57,6 @@ GENERATION_ERRORS = error_responses(400, 401, 404, 429, 503)
 
 def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
-
-
-def _note_ignored(req: OpenAIRequest, route: str) -> None:
-    """Name (never the values of) fields the box does not know, so an admin can see what clients expect."""
-    if ignored := req.ignored_fields():
-        log.info("%s: ignored unknown request fields %s", route, ", ".join(ignored))
 
 
 @router.get("/models", response_model=ModelList, responses=error_responses(401, 429))
@@ -211,7 +202,7 @@ def _started(starts: list) -> list[Job]:
                                "description": "The completion, or with stream=true its chunks as server-sent events"}})
 async def chat_completions(req: ChatCompletionRequest, request: Request,
                            key: KeyRecord = Depends(require_key_with_limits)):
-    _note_ignored(req, "/v1/chat/completions")
+    req.log_ignored("/v1/chat/completions")
     rt = _runtime(request)
     model = chat_model(rt, req.model)
     params = req.to_sampling_params(model.engine.vocab_size)
@@ -247,7 +238,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request,
     **GENERATION_ERRORS, 200: {"content": {"text/event-stream": {}},
                                "description": "The completion, or with stream=true its chunks as server-sent events"}})
 async def completions(req: CompletionRequest, request: Request, key: KeyRecord = Depends(require_key_with_limits)):
-    _note_ignored(req, "/v1/completions")
+    req.log_ignored("/v1/completions")
     rt = _runtime(request)
     model = chat_model(rt, req.model)
     params = req.to_sampling_params(model.engine.vocab_size)
@@ -276,7 +267,7 @@ async def completions(req: CompletionRequest, request: Request, key: KeyRecord =
 @router.post("/embeddings", response_model=EmbeddingResponse, responses=GENERATION_ERRORS)
 async def embeddings(req: EmbeddingRequest, request: Request,
                      key: KeyRecord = Depends(require_key_with_limits)) -> Response:
-    _note_ignored(req, "/v1/embeddings")
+    req.log_ignored("/v1/embeddings")
     rt = _runtime(request)
     require_ready(rt)
     m = rt.embeddings.get(req.model)
