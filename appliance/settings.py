@@ -53,6 +53,9 @@ class BoxSettings(BaseSettings):
                     "development key with a warning)")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="APPLIANCE_LOG_LEVEL", description="log level")
+    vendor_key: Path = Field(Path("/etc/appliance/vendor-diagnostics.pub"), validation_alias="APPLIANCE_VENDOR_KEY",
+                             description="vendor's age public key that diagnostic bundles are encrypted to "
+                                         "(default: /etc/appliance/vendor-diagnostics.pub, installed in the image)")
 
     @property
     def keys_db(self) -> Path:
@@ -91,6 +94,16 @@ class BoxSettings(BaseSettings):
     @property
     def timeseries_db(self) -> Path:
         return self.state_dir / "timeseries.sqlite"
+
+    @property
+    def diagnostics_dir(self) -> Path:
+        """Bundles awaiting review or released, and their redaction maps; never leaves the box unencrypted."""
+        return self.state_dir / "diagnostics"
+
+    @property
+    def support_db(self) -> Path:
+        """Support windows (token hashes) and the audit log of every vendor call."""
+        return self.state_dir / "support.sqlite"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

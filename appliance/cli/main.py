@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from appliance.cli import build, firstboot, health, keys, serve, sku, store
+from appliance.cli import build, diagnostics, firstboot, health, keys, serve, sku, store
 from appliance.errors import ApplianceError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(store.app, name="store")
 app.add_typer(sku.app, name="sku")
 app.add_typer(keys.app, name="keys")
 app.add_typer(health.app, name="health")
+app.add_typer(diagnostics.app, name="diagnostics")
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("firstboot")(firstboot.firstboot)
