@@ -1,0 +1,10 @@
+import json
+
+from appliance import __version__
+from appliance.diagnostics.collectors.base import Context
+from appliance.diagnostics.collectors.packages import Packages
+
+
+def test_versions(settings):
+    data = json.loads(Packages().collect(Context(settings, clock=lambda: 0.0))["versions.json"])
+    assert data["appliance"] == __version__ and "pyrage" in data["distributions"]

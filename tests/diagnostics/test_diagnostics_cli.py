@@ -1,0 +1,66 @@
+"""keygen, collect, open through the real command; a wrong key, a missing key and a discarded review."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=REPO, capture_output=True, text=True,
+                          input=input, timeout=120, env={**os.environ, "COLUMNS": "160"})
+
+
+def _box(settings) -> list[str]:
+    return ["--state-dir", str(settings.state_dir), "--store", str(settings.store)]
+
+
+def test_keygen_collect_open_round_trip(settings, tmp_path):
+    made = _run("diagnostics", "keygen", "--out", str(tmp_path / "acme"))
+    assert made.returncode == 0, made.stderr
+    key, pub = tmp_path / "acme.key", tmp_path / "acme.pub"
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and pub.read_text().startswith("age1")
+    out = tmp_path / "bundle.tar.gz.age"
+    collected = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(pub), "--out", str(out))
+    assert collected.returncode == 0, collected.stderr
+    assert collected.stdout.strip() == str(out) and "health_record/health.json" in collected.stderr
+    assert out.read_bytes().startswith(b"age-encryption.org/v1")
+    opened = _run("diagnostics", "open", str(out), "--key", str(key), "--out", str(tmp_path / "opened"))
+    assert opened.returncode == 0, opened.stderr
+    assert "box: unknown" in opened.stdout and "versions: appliance" in opened.stdout
+    root = next((tmp_path / "opened").iterdir())
+    assert json.loads((root / "summary.json").read_text())["store_sku"] == "cpu-x86_64-avx512"
+
+
+def test_a_wrong_key_cannot_open_and_says_so_in_one_line(settings, vendor, tmp_path):
+    out = tmp_path / "b.age"
+    assert _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(vendor[1]), "--out",
+                str(out)).returncode == 0
+    assert _run("diagnostics", "keygen", "--out", str(tmp_path / "other")).returncode == 0
+    refused = _run("diagnostics", "open", str(out), "--key", str(tmp_path / "other.key"), "--out", str(tmp_path / "o"))
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "cannot be opened with" in refused.stderr and str(tmp_path / "other.key") in refused.stderr
+    assert not list((tmp_path / "o").rglob("*.json"))
+
+
+def test_no_vendor_key_installed_fails_before_collecting(settings, tmp_path):
+    missing = tmp_path / "etc/vendor-diagnostics.pub"
+    r = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(missing))
+    assert r.returncode != 0 and "Traceback" not in r.stderr and str(missing) in r.stderr
+    assert not (settings.state_dir / "diagnostics").exists()
+
+
+def test_review_reads_a_file_and_can_discard(settings, vendor, tmp_path):
+    out = tmp_path / "b.age"
+    r = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(vendor[1]), "--out", str(out), "--review",
+             input="1\nq\n")
+    assert r.returncode == 1 and "discarded bundle" in r.stderr and '"box"' in r.stderr
+    assert not out.exists()
+    r = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(vendor[1]), "--out", str(out), "--review",
+             input="r\n")
+    assert r.returncode == 0 and out.exists()
