@@ -12,8 +12,9 @@ from fastapi.openapi.utils import get_openapi
 
 from appliance import __version__
 from appliance.auth.keys import KeyStore
+from appliance.auth.support import SupportStore
 from appliance.server import cors, openai_errors
-from appliance.server.api import images, ollama, openai, ops
+from appliance.server.api import images, ollama, openai, ops, support
 from appliance.server.console.install import install as install_console
 from appliance.server.metrics import Metrics
 from appliance.server.notify import Notifier
@@ -86,6 +87,7 @@ def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
     settings.ensure_state_dir()
     keys = KeyStore(settings.keys_db)
     series = TimeSeries(settings.timeseries_db)
+    support_store = SupportStore(settings.support_db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -102,6 +104,7 @@ def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
             runtime.shutdown()
             keys.close()
             series.close()
+            support_store.close()
             console.close()
 
     app = FastAPI(title="appliance", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -109,6 +112,7 @@ def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
     app.state.keys = keys
     app.state.settings = settings
     app.state.timeseries = series
+    app.state.support = support_store
     app.state.restart_requested = False
 
     def restart_soon() -> None:
@@ -124,7 +128,9 @@ def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(ollama.router)
     app.include_router(images.router)
+    app.include_router(support.router)
     console = install_console(app, settings)
+    app.add_middleware(support.SupportAudit, store=support_store)
     app.add_middleware(RequestMetrics, metrics=metrics)
     cors.install(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
