@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from appliance.cli import build, diagnostics, firstboot, health, keys, serve, sku, store
+from appliance.cli import build, diagnostics, firstboot, health, keys, serve, sku, store, support
 from appliance.errors import ApplianceError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(sku.app, name="sku")
 app.add_typer(keys.app, name="keys")
 app.add_typer(health.app, name="health")
 app.add_typer(diagnostics.app, name="diagnostics")
+app.add_typer(support.app, name="support")
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("firstboot")(firstboot.firstboot)

@@ -64,3 +64,14 @@ def test_review_reads_a_file_and_can_discard(settings, vendor, tmp_path):
     r = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(vendor[1]), "--out", str(out), "--review",
              input="r\n")
     assert r.returncode == 0 and out.exists()
+
+
+def test_support_open_status_close(settings):
+    opened = _run("support", "open", "--hours", "1", "--state-dir", str(settings.state_dir))
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.strip().splitlines()[-1].split()[-1].startswith("sup-appl-")
+    assert "vendor access: on" in _run("support", "status", "--state-dir", str(settings.state_dir)).stdout
+    too_long = _run("support", "open", "--hours", "100", "--state-dir", str(settings.state_dir))
+    assert too_long.returncode != 0 and "at most 72 hours" in too_long.stderr and "Traceback" not in too_long.stderr
+    assert "Closed support window" in _run("support", "close", "--state-dir", str(settings.state_dir)).stdout
+    assert "vendor access: off" in _run("support", "status", "--state-dir", str(settings.state_dir)).stdout

@@ -13,6 +13,7 @@ import pytest
 from appliance.auth.admins import AdminStore
 from appliance.auth.keys import KeyStore
 from appliance.auth.sessions import SessionStore
+from appliance.auth.support import SupportStore
 from appliance.box.firstboot import run_firstboot
 from appliance.diagnostics import known_secrets
 from appliance.diagnostics.collect import collect, map_path
@@ -57,8 +58,10 @@ def planted(settings, monkeypatch):
     with KeyStore(settings.keys_db) as keys:
         _, api_key = keys.create("laptop")
         _, other_key = keys.create("ci")
+    with SupportStore(settings.support_db) as support:
+        _, support_token = support.open(4, by="console:" + ADMIN)
     secrets = {
-        "api key": api_key, "second api key": other_key,
+        "support token": support_token, "api key": api_key, "second api key": other_key,
         "monitor key": settings.monitor_key_file.read_text().strip(),
         "admin password": PASSWORD, "password hash": password_hash, "setup code": setup_code,
         "session token": session_token, "session id": session_id,
@@ -89,6 +92,8 @@ def planted(settings, monkeypatch):
         f"DEBUG url-encoded prompt {quote_plus(PROMPT)}",
         f"DEBUG key material\n{tls_pem}",
         f"INFO peer {IP4} again",
+        f"DEBUG vendor called with Authorization: Bearer {support_token}",
+        f"DEBUG support token in a link ?t={quote(support_token, safe='')}",
     ]
     (settings.state_dir / "server.log").write_text("\n".join(log_lines) + "\n")
     (settings.state_dir / "health.log").write_text(f"probe {IP4} ok; alert to {EMAIL}\n")
