@@ -175,3 +175,21 @@ def client(server):
 
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
+
+
+@pytest.fixture()
+def vendor_pair(tmp_path) -> tuple[Path, Path]:
+    """The vendor's diagnostics key pair (private, public), as `appliance diagnostics keygen` makes it."""
+    from appliance.diagnostics.encryption import keygen
+
+    return keygen(tmp_path / "vendor" / "diag")
+
+
+@pytest.fixture()
+def box_settings(tmp_path, vendor_pair):
+    """A box's settings over a fresh state dir and a minimal store (no build), bundles encrypted to ``vendor_pair``."""
+    from appliance.settings import Settings
+    from minimal_store import minimal_store
+
+    return Settings(state_dir=tmp_path / "state", store=minimal_store(tmp_path / "store"), vendor_key=vendor_pair[1],
+                    tls="off")

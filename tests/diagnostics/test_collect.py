@@ -33,10 +33,10 @@ class Hung(Collector):
         return {"late.txt": "too late"}
 
 
-def test_failed_and_timed_out_collectors_are_recorded_and_the_rest_run(settings):
+def test_failed_and_timed_out_collectors_are_recorded_and_the_rest_run(box_settings):
     hung = Hung()
     try:
-        index, root = collect(settings, [Broken(), hung, Fine()], clock=lambda: 1.7e9)
+        index, root = collect(box_settings, [Broken(), hung, Fine()], clock=lambda: 1.7e9)
     finally:
         hung.release.set()
     outcome = {c.name: c for c in index.collectors}
@@ -45,5 +45,5 @@ def test_failed_and_timed_out_collectors_are_recorded_and_the_rest_run(settings)
     assert outcome["fine"].outcome is CollectorOutcome.OK
     assert [f.path for f in index.files] == ["fine/fine.txt"]
     assert index.created_at.startswith("2023-11-14")
-    assert read_file(settings, index.id, "fine/fine.txt") == "all good from [ip-1]\n"
-    assert [b.id for b, _ in list_bundles(settings)] == [index.id]
+    assert read_file(box_settings, index.id, "fine/fine.txt") == "all good from [ip-1]\n"
+    assert [b.id for b, _ in list_bundles(box_settings)] == [index.id]

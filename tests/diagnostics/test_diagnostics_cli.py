@@ -16,17 +16,17 @@ def _run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
                           input=input, timeout=120, env={**os.environ, "COLUMNS": "160"})
 
 
-def _box(settings) -> list[str]:
-    return ["--state-dir", str(settings.state_dir), "--store", str(settings.store)]
+def _box(box_settings) -> list[str]:
+    return ["--state-dir", str(box_settings.state_dir), "--store", str(box_settings.store)]
 
 
-def test_keygen_collect_open_round_trip(settings, tmp_path):
+def test_keygen_collect_open_round_trip(box_settings, tmp_path):
     made = _run("diagnostics", "keygen", "--out", str(tmp_path / "acme"))
     assert made.returncode == 0, made.stderr
     key, pub = tmp_path / "acme.key", tmp_path / "acme.pub"
     assert oct(key.stat().st_mode & 0o777) == "0o600" and pub.read_text().startswith("age1")
     out = tmp_path / "bundle.tar.gz.age"
-    collected = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(pub), "--out", str(out))
+    collected = _run("diagnostics", "collect", *_box(box_settings), "--vendor-key", str(pub), "--out", str(out))
     assert collected.returncode == 0, collected.stderr
     assert collected.stdout.strip() == str(out) and "health_record/health.json" in collected.stderr
     assert out.read_bytes().startswith(b"age-encryption.org/v1")
@@ -37,9 +37,9 @@ def test_keygen_collect_open_round_trip(settings, tmp_path):
     assert json.loads((root / "summary.json").read_text())["store_sku"] == "cpu-x86_64-avx512"
 
 
-def test_a_wrong_key_cannot_open_and_says_so_in_one_line(settings, vendor, tmp_path):
+def test_a_wrong_key_cannot_open_and_says_so_in_one_line(box_settings, vendor_pair, tmp_path):
     out = tmp_path / "b.age"
-    assert _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(vendor[1]), "--out",
+    assert _run("diagnostics", "collect", *_box(box_settings), "--vendor-key", str(vendor_pair[1]), "--out",
                 str(out)).returncode == 0
     assert _run("diagnostics", "keygen", "--out", str(tmp_path / "other")).returncode == 0
     refused = _run("diagnostics", "open", str(out), "--key", str(tmp_path / "other.key"), "--out", str(tmp_path / "o"))
@@ -48,30 +48,30 @@ def test_a_wrong_key_cannot_open_and_says_so_in_one_line(settings, vendor, tmp_p
     assert not list((tmp_path / "o").rglob("*.json"))
 
 
-def test_no_vendor_key_installed_fails_before_collecting(settings, tmp_path):
+def test_no_vendor_key_installed_fails_before_collecting(box_settings, tmp_path):
     missing = tmp_path / "etc/vendor-diagnostics.pub"
-    r = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(missing))
+    r = _run("diagnostics", "collect", *_box(box_settings), "--vendor-key", str(missing))
     assert r.returncode != 0 and "Traceback" not in r.stderr and str(missing) in r.stderr
-    assert not (settings.state_dir / "diagnostics").exists()
+    assert not (box_settings.state_dir / "diagnostics").exists()
 
 
-def test_review_reads_a_file_and_can_discard(settings, vendor, tmp_path):
+def test_review_reads_a_file_and_can_discard(box_settings, vendor_pair, tmp_path):
     out = tmp_path / "b.age"
-    r = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(vendor[1]), "--out", str(out), "--review",
+    r = _run("diagnostics", "collect", *_box(box_settings), "--vendor-key", str(vendor_pair[1]), "--out", str(out), "--review",
              input="1\nq\n")
     assert r.returncode == 1 and "discarded bundle" in r.stderr and '"box"' in r.stderr
     assert not out.exists()
-    r = _run("diagnostics", "collect", *_box(settings), "--vendor-key", str(vendor[1]), "--out", str(out), "--review",
+    r = _run("diagnostics", "collect", *_box(box_settings), "--vendor-key", str(vendor_pair[1]), "--out", str(out), "--review",
              input="r\n")
     assert r.returncode == 0 and out.exists()
 
 
-def test_support_open_status_close(settings):
-    opened = _run("support", "open", "--hours", "1", "--state-dir", str(settings.state_dir))
+def test_support_open_status_close(box_settings):
+    opened = _run("support", "open", "--hours", "1", "--state-dir", str(box_settings.state_dir))
     assert opened.returncode == 0, opened.stderr
     assert opened.stdout.strip().splitlines()[-1].split()[-1].startswith("sup-appl-")
-    assert "vendor access: on" in _run("support", "status", "--state-dir", str(settings.state_dir)).stdout
-    too_long = _run("support", "open", "--hours", "100", "--state-dir", str(settings.state_dir))
+    assert "vendor access: on" in _run("support", "status", "--state-dir", str(box_settings.state_dir)).stdout
+    too_long = _run("support", "open", "--hours", "100", "--state-dir", str(box_settings.state_dir))
     assert too_long.returncode != 0 and "at most 72 hours" in too_long.stderr and "Traceback" not in too_long.stderr
-    assert "Closed support window" in _run("support", "close", "--state-dir", str(settings.state_dir)).stdout
-    assert "vendor access: off" in _run("support", "status", "--state-dir", str(settings.state_dir)).stdout
+    assert "Closed support window" in _run("support", "close", "--state-dir", str(box_settings.state_dir)).stdout
+    assert "vendor access: off" in _run("support", "status", "--state-dir", str(box_settings.state_dir)).stdout

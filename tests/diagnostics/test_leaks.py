@@ -42,36 +42,36 @@ def _encodings(value: str) -> set[str]:
 
 
 @pytest.fixture()
-def planted(settings, monkeypatch):
+def planted(box_settings, monkeypatch):
     """A box in use: firstboot secrets, an admin, a session, API keys, logs and history full of private things."""
     monkeypatch.setattr(known_secrets.socket, "gethostname", lambda: BOX_HOST)
-    settings = settings.model_copy(update={"tls": "auto"})
-    report = run_firstboot(settings)
+    box_settings = box_settings.model_copy(update={"tls": "auto"})
+    report = run_firstboot(box_settings)
     setup_code = report.setup_code
-    with AdminStore(settings.console_db) as admins:
+    with AdminStore(box_settings.console_db) as admins:
         admins.create_first_admin(setup_code, ADMIN, PASSWORD)
         password_hash = admins.db.execute("SELECT password_hash FROM admins").fetchone()[0]
-    sessions = SessionStore(settings.console_db, settings.session_secret_file.read_bytes())
+    sessions = SessionStore(box_settings.console_db, box_settings.session_secret_file.read_bytes())
     session_token = sessions.create(ADMIN)
     session_id = sessions.db.execute("SELECT id FROM sessions").fetchone()[0]
     sessions.close()
-    with KeyStore(settings.keys_db) as keys:
+    with KeyStore(box_settings.keys_db) as keys:
         _, api_key = keys.create("laptop")
         _, other_key = keys.create("ci")
-    with SupportStore(settings.support_db) as support:
+    with SupportStore(box_settings.support_db) as support:
         _, support_token = support.open(4, by="console:" + ADMIN)
     secrets = {
         "support token": support_token, "api key": api_key, "second api key": other_key,
-        "monitor key": settings.monitor_key_file.read_text().strip(),
+        "monitor key": box_settings.monitor_key_file.read_text().strip(),
         "admin password": PASSWORD, "password hash": password_hash, "setup code": setup_code,
         "session token": session_token, "session id": session_id,
-        "session secret": settings.session_secret_file.read_text().strip(),
-        "tls key": (settings.tls_dir / "key.pem").read_text().splitlines()[1],
+        "session secret": box_settings.session_secret_file.read_text().strip(),
+        "tls key": (box_settings.tls_dir / "key.pem").read_text().splitlines()[1],
         "admin name": ADMIN, "ip": IP4, "other ip": IP4_OTHER, "ipv6": IP6, "mac": MAC, "email": EMAIL,
         "lan host": LAN_HOST, "box host": BOX_HOST, "prompt": PROMPT, "completion": COMPLETION,
     }
-    tls_pem = (settings.tls_dir / "key.pem").read_text()
-    history = History(settings.health_db)
+    tls_pem = (box_settings.tls_dir / "key.pem").read_text()
+    history = History(box_settings.health_db)
     history.record("server.liveness", Result.failed(f"no answer from {IP4}:8443 ({LAN_HOST})"))
     history.record("box", Result.failed(f"server down; last client {IP4_OTHER}"))
     history.restart("server", f"restarted by the admin {ADMIN} from {IP4}")
@@ -85,8 +85,8 @@ def planted(settings, monkeypatch):
         f"WARNING login failed for {ADMIN} <{EMAIL}> password={PASSWORD} from {IP6}",
         f"INFO console setup code: {setup_code}",
         f"DEBUG stored hash {password_hash}",
-        f"DEBUG session row {session_id} secret file {settings.session_secret_file.read_text().strip()}",
-        f"DEBUG monitor credential {settings.monitor_key_file.read_text().strip()}",
+        f"DEBUG session row {session_id} secret file {box_settings.session_secret_file.read_text().strip()}",
+        f"DEBUG monitor credential {box_settings.monitor_key_file.read_text().strip()}",
         "DEBUG request body " + json.dumps({"model": "m", "messages": [{"role": "user", "content": PROMPT}]}),
         "DEBUG response body " + json.dumps({"choices": [{"text": COMPLETION}], "prompt": PROMPT}),
         f"DEBUG url-encoded prompt {quote_plus(PROMPT)}",
@@ -95,18 +95,18 @@ def planted(settings, monkeypatch):
         f"DEBUG vendor called with Authorization: Bearer {support_token}",
         f"DEBUG support token in a link ?t={quote(support_token, safe='')}",
     ]
-    (settings.state_dir / "server.log").write_text("\n".join(log_lines) + "\n")
-    (settings.state_dir / "health.log").write_text(f"probe {IP4} ok; alert to {EMAIL}\n")
-    write_admin_settings(settings.state_dir, {"box_name": f"Shelf of {ADMIN}",
+    (box_settings.state_dir / "server.log").write_text("\n".join(log_lines) + "\n")
+    (box_settings.state_dir / "health.log").write_text(f"probe {IP4} ok; alert to {EMAIL}\n")
+    write_admin_settings(box_settings.state_dir, {"box_name": f"Shelf of {ADMIN}",
                                               "cors_origins": [f"http://{IP4_OTHER}:3000"]})
-    return settings, secrets
+    return box_settings, secrets
 
 
-def test_no_secret_or_private_text_reaches_the_vendor_in_any_encoding(planted, vendor, tmp_path):
-    settings, secrets = planted
-    index, _ = collect(settings)
-    sealed = release(settings, index.id, vendor[1])
-    _, root = open_bundle(sealed, vendor[0], tmp_path / "opened")
+def test_no_secret_or_private_text_reaches_the_vendor_in_any_encoding(planted, vendor_pair, tmp_path):
+    box_settings, secrets = planted
+    index, _ = collect(box_settings)
+    sealed = release(box_settings, index.id, vendor_pair[1])
+    _, root = open_bundle(sealed, vendor_pair[0], tmp_path / "opened")
     files = [p for p in root.rglob("*") if p.is_file()]
     assert len(files) == len(index.files) + 2  # index.json and the summary
     blob = b"\n".join(p.read_bytes() for p in files)
@@ -115,11 +115,11 @@ def test_no_secret_or_private_text_reaches_the_vendor_in_any_encoding(planted, v
     assert b"PRIVATE KEY" not in blob and b"sk-appl-" not in blob
 
 
-def test_placeholders_are_consistent_and_the_map_stays_on_the_box(planted, vendor, tmp_path):
-    settings, _ = planted
-    index, staged = collect(settings)
-    mapping = json.loads(map_path(settings, index.id).read_text())
-    assert oct(map_path(settings, index.id).stat().st_mode & 0o777) == "0o600"
+def test_placeholders_are_consistent_and_the_map_stays_on_the_box(planted, vendor_pair, tmp_path):
+    box_settings, _ = planted
+    index, staged = collect(box_settings)
+    mapping = json.loads(map_path(box_settings, index.id).read_text())
+    assert oct(map_path(box_settings, index.id).stat().st_mode & 0o777) == "0o600"
     by_original = {v["original"]: k for k, v in mapping.items()}
     ip = by_original[IP4]
     assert ip.startswith("[ip-")
@@ -127,7 +127,7 @@ def test_placeholders_are_consistent_and_the_map_stays_on_the_box(planted, vendo
     history = (staged / "files/health_record/history.json").read_text()
     assert log.count(ip) >= 2 and ip in history
     assert by_original[ADMIN] in history and by_original[ADMIN] in log
-    sealed = release(settings, index.id, vendor[1])
-    _, root = open_bundle(sealed, vendor[0], tmp_path / "opened")
+    sealed = release(box_settings, index.id, vendor_pair[1])
+    _, root = open_bundle(sealed, vendor_pair[0], tmp_path / "opened")
     assert not any("redaction" in p.name for p in root.rglob("*"))
     assert index.redaction.distinct["ip"] >= 3

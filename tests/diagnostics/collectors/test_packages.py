@@ -5,6 +5,6 @@ from appliance.diagnostics.collectors.base import Context
 from appliance.diagnostics.collectors.packages import Packages
 
 
-def test_versions(settings):
-    data = json.loads(Packages().collect(Context(settings, clock=lambda: 0.0))["versions.json"])
+def test_versions(box_settings):
+    data = json.loads(Packages().collect(Context(box_settings, clock=lambda: 0.0))["versions.json"])
     assert data["appliance"] == __version__ and "pyrage" in data["distributions"]

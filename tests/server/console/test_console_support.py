@@ -111,3 +111,15 @@ def test_window_length_is_bounded(admin):
     client, _, _ = admin
     r = _post(client, "/console/support/window/open", hours="100")
     assert r.status_code == 400 and "at most 72 hours" in r.text
+
+
+def test_the_vendor_can_fetch_an_encrypted_bundle_and_telemetry_during_a_window(admin, tmp_path):
+    client, _, vendor_key = admin
+    token = re.search(r"sup-appl-[A-Za-z0-9_-]+", _post(client, "/console/support/window/open", hours="1").text).group(0)
+    vendor = {"Authorization": f"Bearer {token}"}
+    assert "hardware.json" in client.get("/v1/support/telemetry", headers=vendor).json()
+    r = client.post("/v1/support/bundle", headers=vendor)
+    assert r.status_code == 200 and r.content.startswith(b"age-encryption.org/v1")
+    (tmp_path / "b.age").write_bytes(r.content)
+    summary, _ = open_bundle(tmp_path / "b.age", vendor_key, tmp_path / "opened")
+    assert summary.files > 10

@@ -1,14 +1,9 @@
-"""A box's state without a built store: a minimal store folder (index and one manifest, no weights) and a vendor key pair."""
+"""A model store without a build: index.json and one manifest.json, weights a stub; for tests that read manifests only."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-
-import pytest
-
-from appliance.diagnostics.encryption import keygen
-from appliance.settings import Settings
 
 WEIGHTS_SHA = hashlib.sha256(b"weights").hexdigest()
 
@@ -27,15 +22,3 @@ def minimal_store(root):
     (root / "index.json").write_text(json.dumps({"box": "test-box", "sku": "cpu-x86_64-avx512", "models": [
         {"id": "tiny-chat", "task": "chat", "manifest_sha256": hashlib.sha256(raw).hexdigest()}]}))
     return root
-
-
-@pytest.fixture()
-def vendor(tmp_path):
-    key, pub = keygen(tmp_path / "vendor" / "diag")
-    return key, pub
-
-
-@pytest.fixture()
-def settings(tmp_path, vendor):
-    return Settings(state_dir=tmp_path / "state", store=minimal_store(tmp_path / "store"), vendor_key=vendor[1],
-                    tls="off")
