@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from appliance.cli import build, firstboot, health, keys, serve, sku, store
+from appliance.cli import build, cluster, firstboot, health, keys, serve, sku, store
 from appliance.errors import ApplianceError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(health.app, name="health")
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("firstboot")(firstboot.firstboot)
+app.command("cluster")(cluster.cluster)
 
 
 def main() -> None:
