@@ -12,7 +12,8 @@ from appliance.cluster.router import box_url, check_box, find_router, router_com
 from appliance.cluster.settings import ClusterSettings
 
 CLUSTER_OPTIONS = ("host", "port", "metrics_port", "policy", "ca", "allow_plain_http", "health_interval",
-                   "health_failures", "health_successes", "retries", "startup_timeout", "log_level")
+                   "health_failures", "health_successes", "retries", "breaker_failures", "breaker_seconds",
+                   "startup_timeout", "log_level")
 
 
 @settings_command(ClusterSettings, *CLUSTER_OPTIONS)

@@ -72,6 +72,9 @@ def router_command(settings: ClusterSettings, boxes: list[str], router: Path) ->
         "--worker-startup-timeout-secs", str(settings.startup_timeout),
         "--worker-startup-check-interval", "1",
         "--retry-max-retries", str(settings.retries),
+        "--retry-initial-backoff-ms", "200", "--retry-backoff-multiplier", "2", "--retry-max-backoff-ms", "3000",
+        "--cb-failure-threshold", str(settings.breaker_failures), "--cb-success-threshold", "1",
+        "--cb-timeout-duration-secs", str(settings.breaker_seconds),
         "--prometheus-port", str(settings.metrics_port), "--prometheus-host", "127.0.0.1",
         "--log-level", settings.log_level,
     ]

@@ -31,7 +31,11 @@ class ClusterSettings(BoxSettings):
     health_interval: int = Field(2, ge=1, description="seconds between the router's /health probes of each box")
     health_failures: int = Field(2, ge=1, description="failed probes in a row that take a box out of rotation")
     health_successes: int = Field(1, ge=1, description="good probes in a row that bring it back")
-    retries: int = Field(3, ge=1, description="tries of one request, on other boxes, after a box fails it")
+    retries: int = Field(5, ge=1, description="tries of one request; backing off from 0.2 s, doubling, they span "
+                                               "the seconds a dead box takes to be taken out")
+    breaker_failures: int = Field(2, ge=1, description="failed requests in a row that take a box out at once, "
+                                                       "before its probes do")
+    breaker_seconds: int = Field(10, ge=1, description="seconds such a box stays out before one request tries it")
     startup_timeout: int = Field(300, ge=1, description="seconds the router waits at start for a first ready box")
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -29,6 +30,10 @@ class CustomerCA:
                      .sign(self.key, hashes.SHA256()))
         self.pem = folder / "ca.pem"
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def context(self) -> ssl.SSLContext:
+        """What a client that trusts this CA (and nothing else) verifies with."""
+        return ssl.create_default_context(cafile=str(self.pem))
 
     def issue(self, name: str, ip: str = "127.0.0.1") -> tuple[Path, Path]:
         """A server certificate for a box at ``ip``: (cert.pem, key.pem), the pair the console's upload takes."""
