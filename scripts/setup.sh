@@ -18,5 +18,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[factory,test,systemd]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[factory,test,systemd,cluster,deploy-lint]"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import appliance, onnxruntime; print("appliance", appliance.__version__, "onnxruntime", onnxruntime.__version__)'))"

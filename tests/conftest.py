@@ -116,10 +116,11 @@ def create_key(state_dir: Path, name: str = "tests", *extra: str) -> str:
 
 
 def start_server(store: Path, state_dir: Path, *extra: str, scheme: str = "http", wait_ready: bool = True,
-                 env: dict | None = None) -> Server:
+                 env: dict | None = None, port: int | None = None) -> Server:
+    """``port``: a restarted box comes back where its clients (a router) knew it."""
     state_dir.mkdir(parents=True, exist_ok=True)
     key = create_key(state_dir)
-    port = free_port()
+    port = port or free_port()
     log = state_dir / "server.log"
     args = [sys.executable, "-m", "appliance", "serve", "--store", str(store), "--state-dir", str(state_dir),
             "--host", "127.0.0.1", "--port", str(port), *extra]

@@ -241,18 +241,28 @@ class KeyStore:
         return rowcount
 
     def create(
-        self, name: str, rate_limit_rpm: int | None = None, token_quota: int | None = None
+        self, name: str, rate_limit_rpm: int | None = None, token_quota: int | None = None,
+        existing: str | None = None,
     ) -> tuple[KeyRecord, str]:
-        """Make a key; the returned full key is the only time the secret exists outside the client."""
+        """Make a key; the returned full key is the only time the secret exists outside the client.
+
+        ``existing`` is a full key made on another box: several boxes behind one
+        router must each accept the client's one key, and each still checks and
+        can revoke it on its own.
+        """
         name = name.strip()
         if not name:
             raise ApplianceError("an API key needs a name, e.g. `appliance keys create laptop`")
         _positive(rate_limit_rpm, "--rate-limit")
         _positive(token_quota, "--token-quota")
-        secret = secrets.token_urlsafe(32)
+        given = _parse(existing) if existing is not None else None
+        if existing is not None and given is None:
+            raise ApplianceError(f"that is not an API key of a box (it should look like {KEY_PREFIX}XXXXXXXX-...); "
+                                 "copy the whole key `appliance keys create` printed on the other box")
+        secret = given[1] if given else secrets.token_urlsafe(32)
         with self._db_lock:
-            for _ in range(8):
-                key_id = secrets.token_hex(4)
+            for _ in range(1 if given else 8):
+                key_id = given[0] if given else secrets.token_hex(4)
                 try:
                     self._write(
                         "INSERT INTO api_keys (id, name, secret_sha256, created_at, rate_limit_rpm, token_quota)"
@@ -263,6 +273,9 @@ class KeyStore:
                 except sqlite3.IntegrityError:
                     continue
             else:
+                if given:
+                    raise ApplianceError(f"key {key_id} is already in {self.path}; `appliance keys list` shows it "
+                                         "(revoke it there first to replace it)")
                 raise ApplianceError(f"could not find a free key id in {self.path}; try again")
             self._reload()
             record = self._entries[key_id].record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -47,6 +48,23 @@ def create(
     typer.echo(f"Created API key {record.id} ({record.name}).")
     typer.echo("The key is shown only once; store it now. Clients send it as 'Authorization: Bearer KEY'.")
     typer.echo(f"key: {key}")
+
+
+@app.command("import")
+@with_state_dir
+def import_key(
+    settings: BoxSettings,
+    name: Annotated[str, typer.Argument(help="Who or what uses the key, e.g. 'laptop' or 'ci'")],
+    rate_limit: Annotated[int | None, typer.Option("--rate-limit", metavar="RPM", help="Requests per minute")] = None,
+    token_quota: Annotated[
+        int | None, typer.Option("--token-quota", metavar="N", help="Total prompt + completion tokens")
+    ] = None,
+) -> None:
+    """Accept on this box a key made on another (read from standard input), so one key works through a router."""
+    existing = sys.stdin.readline().strip()
+    with KeyStore(settings.keys_db) as store:
+        record, _ = store.create(name, rate_limit_rpm=rate_limit, token_quota=token_quota, existing=existing)
+    typer.echo(f"Imported API key {record.id} ({record.name}); revoke it here with `appliance keys revoke {record.id}`.")
 
 
 @app.command("list")

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from appliance.cli import build, diagnostics, firstboot, health, keys, serve, sku, store, support
+from appliance.cli import build, cluster, diagnostics, firstboot, health, keys, serve, sku, store, support
 from appliance.errors import ApplianceError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.add_typer(support.app, name="support")
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("firstboot")(firstboot.firstboot)
+app.command("cluster")(cluster.cluster)
 
 
 def main() -> None:

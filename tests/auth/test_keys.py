@@ -201,3 +201,28 @@ def test_cli_honours_state_dir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(keys_cli.app, ["create", "from-env"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "env-state" / "keys.sqlite").exists()
+
+
+def test_a_key_imported_from_another_box_works_here_and_is_revoked_here_alone(tmp_path: Path) -> None:
+    """Boxes behind one router each accept the client's one key, and each can still refuse it."""
+    with KeyStore(tmp_path / "a" / "keys.sqlite") as a, KeyStore(tmp_path / "b" / "keys.sqlite") as b:
+        record, key = a.create("laptop")
+        imported, same = b.create("laptop", existing=key)
+        assert imported.id == record.id and same == key and b.authenticate(key) is not None
+        b.revoke(record.id)
+        assert b.authenticate(key) is None and a.authenticate(key) is not None
+        with pytest.raises(ApplianceError, match="already in"):
+            b.create("again", existing=key)
+        with pytest.raises(ApplianceError, match="not an API key"):
+            b.create("junk", existing="sk-other-123")
+
+
+def test_keys_import_cli_reads_the_key_from_stdin(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with KeyStore(tmp_path / "other" / "keys.sqlite") as other:
+        record, key = other.create("ci")
+    out = CliRunner().invoke(keys_cli.app, ["import", "ci", "--state-dir", str(state)], input=key + "\n")
+    assert out.exit_code == 0, out.output
+    assert record.id in out.output and key not in out.output
+    with KeyStore(state / "keys.sqlite") as here:
+        assert here.authenticate(key) is not None

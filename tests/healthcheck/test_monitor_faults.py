@@ -237,7 +237,7 @@ def test_appliance_health_prints_state_and_transitions(box):
     from conftest import create_key
 
     key = create_key(box.state, "console")
-    r = httpx.get(f"http://127.0.0.1:{box.port}/health", headers={"Authorization": f"Bearer {key}"})
+    r = httpx.get(f"http://127.0.0.1:{box.port}/health/monitor", headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200, r.text
     served = r.json()
     assert served["box"]["status"] == "ok" and {c["name"] for c in served["checks"]} == {c["name"] for c in data["checks"]}

@@ -112,8 +112,8 @@ def test_prefix_cache_is_reused_for_a_repeated_system_prompt(server):
         assert reused >= 60
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/readyz"])
-def test_metrics_and_readiness_need_a_key(server, path):
+@pytest.mark.parametrize("path", ["/metrics", "/health/monitor"])
+def test_metrics_and_the_monitor_view_need_a_key(server, path):
     assert httpx.get(server.url + path).status_code == 401
     assert httpx.get(server.url + path, headers=server.headers()).status_code == 200
 

@@ -370,10 +370,14 @@ def test_token_quota(sdk, raw, server):
 def test_ops_endpoints_auth(raw, server):
     assert raw.get("/healthz").status_code == 200
     assert raw.get("/healthz").json() == {"status": "alive"}
-    for path in ("/readyz", "/metrics"):
-        _error(raw.get(path), 401)
+    for path in ("/readyz", "/metrics", "/health/monitor"):
         _error(raw.get(path, headers={"Authorization": "Bearer sk-appl-deadbeef-wrong"}), 401)
         assert raw.get(path, headers=server.headers()).status_code == 200
+    for path in ("/metrics", "/health/monitor"):
+        _error(raw.get(path), 401)
+    for path in ("/health", "/readyz"):  # the probes: status code only, no credentials
+        r = raw.get(path)
+        assert r.status_code == 200 and r.content == b""
 
 
 def test_unknown_route_and_method(raw, server):

@@ -1,4 +1,9 @@
-"""Operational endpoints: liveness, readiness, Prometheus metrics, per-key usage."""
+"""Operational endpoints: liveness, readiness, Prometheus metrics, the monitor's view, per-key usage.
+
+The probes a router, a load balancer or Kubernetes uses (/healthz, /health,
+/readyz without a key) answer without credentials and say nothing but their
+status code, as vLLM, llama-server and TGI do; details need a key.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,28 @@ async def healthz() -> dict:
     return {"status": "alive"}
 
 
-@router.get("/readyz", responses=error_responses(401, 503))
-async def readyz(request: Request, _key: KeyRecord = Depends(require_key)) -> JSONResponse:
+PROBE_RESPONSES: dict[int | str, dict] = {
+    200: {"description": "ready: engines verified and self-tests passed (empty body)", "content": None},
+    503: {"description": "not ready: engines loading or their self-test failed (empty body)", "content": None},
+}
+
+
+def _status_only(request: Request) -> Response:
+    return Response(status_code=200 if request.app.state.runtime.ready else 503)
+
+
+@router.get("/health", responses=PROBE_RESPONSES, response_class=Response)
+async def health(request: Request) -> Response:
+    """Ready or not, by status code alone and without credentials, where routers probe (vllm-router, sglang-router)."""
+    return _status_only(request)
+
+
+@router.get("/readyz", responses={**PROBE_RESPONSES, **error_responses(401)}, response_class=Response)
+async def readyz(request: Request) -> Response:
+    """Without a key the status code alone (for probes); with a valid key also the state, reason and models."""
+    if "authorization" not in request.headers:
+        return _status_only(request)
+    await require_key(request)
     rt = request.app.state.runtime
     body = {"ready": rt.ready, "state": rt.state, "reason": rt.reason, "models": rt.model_ids(),
             "store": rt.store_info, "ready_seconds": rt.ready_seconds}
@@ -39,8 +64,8 @@ async def metrics(request: Request, _key: KeyRecord = Depends(require_key)) -> R
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/health", responses=error_responses(401))
-async def health(request: Request, _key: KeyRecord = Depends(require_key)) -> dict:
+@router.get("/health/monitor", responses=error_responses(401))
+async def monitor_view(request: Request, _key: KeyRecord = Depends(require_key)) -> dict:
     """The health monitor's view (box state, each check, recent transitions) as JSON, for the console."""
     return snapshot(request.app.state.settings.health_db)
 
