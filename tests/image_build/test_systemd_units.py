@@ -76,7 +76,7 @@ SPECIFIC = {
         "NotifyAccess": "main",
         "WatchdogSec": "30",
         "Restart": "on-failure",
-        "TimeoutStartSec": "120",
+        "TimeoutStartSec": "600",
         "ProtectProc": "invisible",
         "ProcSubset": "pid",
         "PrivateUsers": "yes",

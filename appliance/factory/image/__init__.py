@@ -1,0 +1,1 @@
+"""``appliance build image``: Debian packages + runtime wheels + model store -> bootable GPT disk image."""
