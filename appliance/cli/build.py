@@ -31,6 +31,8 @@ def image(
     out: Path = typer.Option(..., "--out", help="directory for the raw and qcow2 images, SHA256SUMS and report.json"),
     store: Path | None = typer.Option(None, "--store", help="a store already built from this spec (default: build it)"),
     signing_key: Path | None = typer.Option(None, "--signing-key", help="vendor ed25519 private key (PEM)"),
+    diagnostics_key: Path | None = typer.Option(None, "--diagnostics-key", help="the vendor's diagnostics public "
+                                                "key (`appliance diagnostics keygen`), installed on the box"),
     cache: Path | None = typer.Option(None, "--cache", help="debootstrap and wheel cache "
                                       "(default ~/.cache/appliance/image)"),
     test_access: bool = typer.Option(False, "--test-access", help="TEST IMAGES ONLY: a root shell on the serial "
@@ -40,4 +42,4 @@ def image(
     box = load_spec(spec)
     from appliance.factory.image.build import build_image
 
-    build_image(box, out, store, signing_key, cache=cache, test_access=test_access)
+    build_image(box, out, store, signing_key, diagnostics_key=diagnostics_key, cache=cache, test_access=test_access)

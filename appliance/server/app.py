@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from contextlib import asynccontextmanager
 
@@ -67,6 +68,13 @@ async def _watchdog(runtime: Runtime, notifier: Notifier) -> None:
         notifier.watchdog()
 
 
+def _not_serving(notifier: Notifier, reason: str) -> None:
+    """A refused store does not mend by restarting: stay up so /readyz and the console can say why, tell systemd
+    the start is over (with the reason as its status), and put the reason on stderr, the box's screen."""
+    notifier.ready(f"not serving: {reason}")
+    print(f"appliance: not serving: {reason}", file=sys.stderr, flush=True)
+
+
 RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: "start me again"; systemd's Restart=on-failure and `appliance up` do
 RESTART_DELAY_S = 1.0  # lets the page that asked for the restart reach the browser first
 
@@ -93,6 +101,7 @@ def create_app(settings: Settings, notifier: Notifier | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         loop = asyncio.get_running_loop()
         runtime.on_ready.append(lambda: loop.call_soon_threadsafe(notifier.ready, runtime.reason))
+        runtime.on_failed.append(lambda reason: loop.call_soon_threadsafe(_not_serving, notifier, reason))
         notifier.status("loading engines")
         runtime.start_loading()
         tasks = [asyncio.create_task(_watchdog(runtime, notifier)), asyncio.create_task(_sample_timeseries(series, metrics))]

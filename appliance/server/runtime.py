@@ -75,6 +75,7 @@ class Runtime:
     ready_seconds: float | None = None
     store_info: dict = field(default_factory=dict)
     on_ready: list[Callable[[], None]] = field(default_factory=list)
+    on_failed: list[Callable[[str], None]] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -100,6 +101,8 @@ class Runtime:
     def _fail(self, reason: str) -> None:
         self.state, self.reason = "failed", reason
         log.error("not ready: %s", reason)
+        for hook in self.on_failed:
+            hook(reason)
 
     def load(self) -> None:
         s = self.settings

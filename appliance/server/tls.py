@@ -184,17 +184,15 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
 
 
 def _lan_addresses() -> list[IPAddress]:
-    """Non-loopback IPv4 addresses of this host, so LAN clients can verify by IP too."""
-    found: list[str] = []
-    try:
-        import psutil
+    """Non-loopback IPv4 addresses of this host, so LAN clients can verify by IP too.
 
+    None where interfaces cannot be listed: the first-boot unit runs without network (no netlink socket)."""
+    import psutil
+
+    try:
         found = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET]
-    except ImportError:
-        try:
-            found = [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
-        except OSError:
-            found = []
+    except OSError:
+        found = []
     result: list[IPAddress] = []
     for text in found:
         try:

@@ -79,3 +79,32 @@ def test_tampered_store_is_refused_with_the_reason(store_copy, tmp_path):
         assert chat.status_code == 503 and "not ready" in chat.json()["error"]["message"]
     finally:
         stop_server(s)
+
+
+def test_a_refused_store_ends_the_start_with_its_reason(tmp_path):
+    """systemd must not kill and restart a server whose store can never load: READY=1 with the reason as STATUS,
+    the reason on stderr (the box's screen), and /readyz still answering why."""
+    pytest.importorskip("systemd.daemon")
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    s = start_server(tmp_path / "no-store", tmp_path / "state", env={"NOTIFY_SOCKET": sock_path})
+    messages: list[str] = []
+
+    def ready_sent() -> bool:
+        try:
+            messages.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        return any("READY=1" in m for m in messages)
+
+    try:
+        wait_until(ready_sent, timeout=60, what="READY=1", interval=0, details=lambda: f"received: {messages}")
+        status = next(m for m in messages if "READY=1" in m)
+        assert "STATUS=not serving:" in status and "no model store here" in status
+        assert httpx.get(f"{s.url}/readyz", headers=s.headers()).json()["state"] == "failed"
+        wait_until(lambda: "appliance: not serving:" in s.log.read_text(), timeout=30, what="the reason on stderr")
+    finally:
+        stop_server(s)
+        sock.close()

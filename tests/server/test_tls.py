@@ -53,6 +53,20 @@ def test_self_signed_files_and_contents(tmp_path: Path) -> None:
     assert ipaddress.ip_address("127.0.0.1") in ips and ipaddress.ip_address("::1") in ips
 
 
+def test_first_boot_without_network_still_makes_a_certificate(tmp_path: Path, monkeypatch) -> None:
+    """The first-boot unit has no netlink socket (RestrictAddressFamilies=AF_UNIX): the certificate names loopback."""
+    import psutil
+
+    def no_netlink():
+        raise OSError(97, "Address family not supported by protocol")
+
+    monkeypatch.setattr(psutil, "net_if_addrs", no_netlink)
+    files = ensure_certificate(_settings(tmp_path))
+    san = x509.load_pem_x509_certificate(files.cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in san.get_values_for_type(x509.IPAddress)
+
+
 def test_strict_client_verifies_self_signed(tmp_path: Path) -> None:
     files = ensure_certificate(_settings(tmp_path))
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -32,7 +32,8 @@ def default_cache() -> Path:
 
 
 def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key: Path | None, *,
-                cache: Path | None = None, test_access: bool = False, console: Console | None = None) -> BuildReport:
+                diagnostics_key: Path | None = None, cache: Path | None = None, test_access: bool = False,
+                console: Console | None = None) -> BuildReport:
     console = console or Console(stderr=True)
     require_tools()
     recipe = Recipe.load()
@@ -49,6 +50,12 @@ def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key:
         console.print("[bold yellow]WARNING: no --signing-key given; the image trusts the DEVELOPMENT key. "
                       "A box built for customers must be built with the vendor key.[/]")
     pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if diagnostics_key is None:
+        console.print("[yellow]no --diagnostics-key: the box cannot encrypt diagnostics bundles for the vendor until "
+                      "one is installed (or given to `appliance diagnostics collect --vendor-key`).[/]")
+    elif not diagnostics_key.is_file():
+        raise ApplianceError(f"{diagnostics_key}: vendor diagnostics public key not found; make the pair with "
+                             "`appliance diagnostics keygen --out PREFIX` and pass PREFIX.pub")
     stages: dict[str, float] = {}
     hits: dict[str, bool] = {}
     t0 = time.monotonic()
@@ -78,8 +85,11 @@ def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key:
                 shutil.copytree(store, root / "opt/appliance/store", symlinks=False)
                 (root / "etc/appliance").mkdir(parents=True, exist_ok=True)
                 (root / "etc/appliance/vendor.pub").write_bytes(pub)
+                if diagnostics_key is not None:
+                    shutil.copyfile(diagnostics_key, root / "etc/appliance/vendor-diagnostics.pub")
                 rootfs.write_release(root, {"version": version, "box_name": spec.box.name, "sku": spec.box.sku,
-                                            "store_digest": store_digest, "test_access": test_access})
+                                            "store_digest": store_digest, "test_access": test_access,
+                                            "diagnostics_key": diagnostics_key is not None})
                 debian_packages = rootfs.packages(root)
                 rootfs.split_var(root, var)
             with stage("squashfs", "root filesystem (squashfs, xz)"):

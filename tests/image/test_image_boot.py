@@ -1,0 +1,247 @@
+"""The built disk image boots in qemu and is the box: ready, the same answers as the host, the console, recovery,
+and state that survives a reboot on a read-only root. Marker `image`; `.ci/run` runs it.
+
+Every boot here is UEFI (OVMF, systemd-boot from the disk) under TCG: these machines' nested hypervisor (PVM)
+runs only kernels built for it, so KVM cannot start a stock Debian kernel (see tests/vm.py). TCG has AVX2 and no
+AVX-512, so the functional image carries a store built for the AVX2 profile (avx2-chat.toml), while the image as
+shipped (default spec, AVX-512 store) must boot and refuse its store with the reason on the console.
+
+Set APPLIANCE_TEST_IMAGE (built with --test-access from avx2-chat.toml), APPLIANCE_TEST_SHIPPED_IMAGE (built from
+appliance.toml without it) and APPLIANCE_TEST_AVX2_STORE to reuse what was already built from this checkout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import CHAT_MODEL, needs_root, start_server, stop_server
+from vm import Vm
+from wait import wait_until
+
+pytestmark = [pytest.mark.image, needs_root("debootstrap and chroot build the image")]
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "image"
+PROMPT = [{"role": "user", "content": "Name three colours of the rainbow."}]
+SKU_REFUSAL = r"engines were built for SKU cpu-x86_64-avx512, and this host does not match it"
+
+
+AVX2_SPEC = Path(__file__).with_name("avx2-chat.toml")
+
+
+def _appliance(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="session")
+def avx2_store(tmp_path_factory) -> Path:
+    if os.environ.get("APPLIANCE_TEST_AVX2_STORE"):
+        return Path(os.environ["APPLIANCE_TEST_AVX2_STORE"])
+    out = tmp_path_factory.mktemp("avx2-store") / "store"
+    _appliance("build", "models", "--spec", str(AVX2_SPEC), "--out", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def test_image(avx2_store, tmp_path_factory) -> Path:
+    if os.environ.get("APPLIANCE_TEST_IMAGE"):
+        return Path(os.environ["APPLIANCE_TEST_IMAGE"])
+    out = tmp_path_factory.mktemp("image-test")
+    _appliance("build", "image", "--spec", str(AVX2_SPEC), "--out", str(out), "--store", str(avx2_store),
+               "--test-access")
+    return out
+
+
+@pytest.fixture(scope="session")
+def shipped_image(default_store, tmp_path_factory) -> Path:
+    if os.environ.get("APPLIANCE_TEST_SHIPPED_IMAGE"):
+        return Path(os.environ["APPLIANCE_TEST_SHIPPED_IMAGE"])
+    out = tmp_path_factory.mktemp("image-shipped")
+    _appliance("build", "image", "--spec", str(REPO / "appliance.toml"), "--out", str(out), "--store",
+               str(default_store))
+    return out
+
+
+def _report(image: Path) -> dict:
+    return json.loads((image / "report.json").read_text())
+
+
+def _partition(image: Path, label: str, out: Path) -> Path:
+    p = next(p for p in _report(image)["partitions"] if p["label"] == label)
+    with (image / "appliance.raw").open("rb") as src, out.open("wb") as dst:
+        src.seek(p["offset"])
+        remaining = p["size"]
+        while remaining:
+            block = src.read(min(remaining, 1 << 22))
+            dst.write(block)
+            remaining -= len(block)
+    return out
+
+
+def test_shipped_image_has_no_door_and_fits(shipped_image, tmp_path):
+    """No root shell, no way to edit the kernel command line at boot, root locked; within the 1 GiB target."""
+    report = _report(shipped_image)
+    assert report["test_access"] is False
+    root = _partition(shipped_image, "root-a", tmp_path / "root.squashfs")
+    listing = subprocess.run(["unsquashfs", "-l", str(root)], capture_output=True, text=True, check=True).stdout
+    assert "opt/appliance/store/index.json" in listing and "etc/appliance/vendor.pub" in listing
+    assert "autologin" not in listing and "sshd" not in listing
+    shadow = subprocess.run(["unsquashfs", "-cat", str(root), "etc/shadow"], capture_output=True, text=True,
+                            check=True).stdout
+    assert re.search(r"^root:[*!]", shadow, re.M), "root must have no password on a shipped image"
+    esp = _partition(shipped_image, "esp", tmp_path / "esp.vfat")
+    loader = subprocess.run(["mtype", "-i", str(esp), "::/loader/loader.conf"], capture_output=True, text=True,
+                            check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+    assert "editor no" in loader
+    assert [p["label"] for p in report["partitions"]] == ["esp", "root-a", "root-b", "data"]
+    raw = next(a for a in report["artifacts"] if a["name"] == "appliance.raw")
+    assert raw["size"] <= 2**30, f"raw image is {raw['size'] / 2**20:.0f} MiB, the target is 1 GiB"
+
+
+def test_images_carry_their_store_and_the_same_packages(test_image, shipped_image, default_store, avx2_store):
+    """Each image carries exactly the store it was given; one recipe gives one package list, whatever the spec."""
+    a, b = _report(test_image), _report(shipped_image)
+    assert a["store_digest"] == hashlib.sha256((avx2_store / "index.json").read_bytes()).hexdigest()
+    assert b["store_digest"] == hashlib.sha256((default_store / "index.json").read_bytes()).hexdigest()
+    assert a["debian_packages"] == b["debian_packages"] and a["python_packages"] == b["python_packages"]
+    assert (a["test_access"], b["test_access"]) == (True, False)
+
+
+def test_disk_boots_through_uefi_and_refuses_a_store_for_another_cpu(shipped_image, tmp_path):
+    """OVMF under TCG (no AVX-512): systemd-boot starts the kernel from the disk alone, first boot prints the setup
+    code, and the server refuses the AVX-512 store with its reason on the box's console."""
+    vm = Vm(shipped_image, tmp_path / "uefi").start()
+    try:
+        vm.wait_console(r"console setup code .*?: (\w{4}-\w{4}-\w{4})", timeout=900)
+        vm.wait_console(SKU_REFUSAL, timeout=900)
+    finally:
+        vm.stop()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "serial-uefi.log").write_text(vm.console_text())
+
+
+class Booted:
+    """The test image running under KVM, with what the tests learn along the way."""
+
+    def __init__(self, vm: Vm) -> None:
+        self.vm = vm
+        self.key = ""
+        self.setup_code = ""
+        self.ready_seconds = 0.0
+
+    def client(self):
+        from openai import OpenAI
+
+        return OpenAI(base_url=f"{self.vm.url}/v1", api_key=self.key, max_retries=0, timeout=120,
+                      http_client=httpx.Client(verify=False))
+
+    def as_box(self, command: str, timeout: float = 120) -> str:
+        """An `appliance` command in the VM as the service user, with the box's state directory."""
+        status, out = self.vm.shell(f"runuser -u appliance -- /opt/appliance/venv/bin/appliance {command} "
+                                    "--state-dir /var/lib/appliance", timeout=timeout)
+        assert status == 0, out
+        return out
+
+
+def _ready(url: str) -> bool:
+    return httpx.get(f"{url}/readyz", verify=False, timeout=5).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def booted(test_image, tmp_path_factory):
+    vm = Vm(test_image, tmp_path_factory.mktemp("vm")).start()
+    box = Booted(vm)
+    try:
+        box.setup_code = vm.wait_console(r"console setup code .*?: (\w{4}-\w{4}-\w{4})", timeout=900).group(1)
+        wait_until(lambda: _ready(vm.url), timeout=900, interval=0.5, what="/readyz 200 from the VM",
+                   ignore=(httpx.HTTPError,), details=lambda: vm.console_text()[-3000:])
+        box.ready_seconds = time.monotonic() - vm.started_at
+        vm.login_shell()
+        box.key = box.as_box("keys create vm-tests").strip().splitlines()[-1].split()[-1]
+        yield box
+    finally:
+        vm.stop()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "serial-functional.log").write_text(vm.console_text())
+
+
+def test_power_on_to_ready(booted):
+    (ARTIFACTS / "boot.json").write_text(json.dumps({"power_on_to_ready_s": round(booted.ready_seconds, 2)}) + "\n")
+    details = httpx.get(f"{booted.vm.url}/readyz", headers={"Authorization": f"Bearer {booted.key}"},
+                        verify=False, timeout=10).json()
+    assert details["ready"] is True and CHAT_MODEL in details["models"]
+
+
+def test_same_greedy_answer_as_the_host(booted, avx2_store, tmp_path):
+    """The image's store, engines and runtime answer exactly as the host run of the same store."""
+    from openai import OpenAI
+
+    kwargs = dict(model=CHAT_MODEL, messages=PROMPT, temperature=0, max_tokens=24, seed=0)
+    in_vm = booted.client().chat.completions.create(**kwargs).choices[0].message.content
+    host = start_server(avx2_store, tmp_path / "state")
+    try:
+        on_host = OpenAI(base_url=f"{host.url}/v1", api_key=host.key, max_retries=0).chat.completions.create(**kwargs)
+    finally:
+        stop_server(host)
+    assert in_vm and in_vm == on_host.choices[0].message.content
+
+
+def test_console_setup_with_the_code_from_the_serial_console(booted):
+    url = booted.vm.url
+    with httpx.Client(base_url=url, verify=False, headers={"Origin": url}, timeout=30) as web:
+        page = web.get("/console/setup")
+        assert page.status_code == 200 and 'name="code"' in page.text
+        done = web.post("/console/setup", data={"code": booted.setup_code, "username": "admin",
+                                                 "password": "violet-harbour-lantern-57", "confirm":
+                                                 "violet-harbour-lantern-57"})
+        assert done.status_code == 303 and done.headers["location"] == "/console"
+        assert web.get("/console").status_code == 200
+
+
+def test_systemd_restarts_a_killed_server_and_the_monitor_records_it(booted):
+    vm = booted.vm
+    _, show = vm.shell("systemctl show appliance-server -p ActiveState -p WatchdogUSec -p MainPID")
+    props = dict(line.split("=", 1) for line in show.split() if "=" in line)
+    assert props["ActiveState"] == "active" and props["WatchdogUSec"] == "30s"
+    vm.shell(f"kill -9 {props['MainPID']}")
+
+    def restarted() -> bool:
+        _, out = vm.shell("systemctl show appliance-server -p ActiveState -p MainPID")
+        now = dict(line.split("=", 1) for line in out.split() if "=" in line)
+        return now["ActiveState"] == "active" and now["MainPID"] not in ("0", props["MainPID"])
+
+    wait_until(restarted, timeout=300, interval=1, what="systemd to restart the killed server")
+    wait_until(lambda: _ready(vm.url), timeout=900, interval=0.5, what="ready again", ignore=(httpx.HTTPError,))
+    restarts = json.loads(booted.as_box("health --json"))["restarts"]
+    assert restarts["count"] >= 1 and "KILL" in restarts["last"]["reason"], restarts
+
+
+def test_state_survives_a_reboot_on_a_read_only_root(booted):
+    vm = booted.vm
+    mark = len(vm.console_text())
+    vm._serial.sendall(b"systemctl reboot\n")
+    vm.wait_console(r"root@appliance", timeout=900, since=mark)
+    vm.login_shell()
+    wait_until(lambda: _ready(vm.url), timeout=900, interval=0.5, what="ready after the reboot",
+               ignore=(httpx.HTTPError,))
+    models = booted.client().models.list()
+    assert CHAT_MODEL in [m.id for m in models.data]
+    url = vm.url
+    with httpx.Client(base_url=url, verify=False, headers={"Origin": url}, timeout=30) as web:
+        assert web.get("/console/setup").headers.get("location") == "/console/login"
+        signed_in = web.post("/console/login", data={"username": "admin", "password": "violet-harbour-lantern-57"})
+        assert signed_in.status_code == 303
+    restarts = json.loads(booted.as_box("health --json"))["restarts"]
+    assert restarts["count"] >= 1, "the restart recorded before the reboot is gone"
+    status, out = vm.shell("touch /opt/appliance/x; findmnt -no FSTYPE,OPTIONS /")
+    assert "Read-only file system" in out and "squashfs" in out and re.search(r"\bro\b", out)
