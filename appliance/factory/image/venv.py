@@ -13,6 +13,7 @@ from appliance.factory.image.commands import in_root, run
 from appliance.factory.image.recipe import REPO
 
 VENV = "/opt/appliance/venv"
+SOURCES = ("pyproject.toml", "README.md", "appliance", "healthcheck", "kernels")  # what the wheel is built from
 EXTRAS = "systemd"  # sd_notify, the watchdog and journald under systemd; never the factory's torch stack
 
 
@@ -47,10 +48,19 @@ def wheelhouse(cache: Path) -> tuple[Path, bool]:
 
 def install(root: Path, wheels: Path, work: Path) -> list[dict]:
     """Build this checkout's wheel, install it with its pinned dependencies into the root's venv, offline."""
-    own = work / "appliance-wheel"
+    own, src = work / "appliance-wheel", work / "appliance-src"
     shutil.rmtree(own, ignore_errors=True)
+    shutil.rmtree(src, ignore_errors=True)
+    # From a copy: pip builds in the source tree, and two builds at once would share its build/ directory.
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for name in SOURCES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, ignore=skip)
+        elif (REPO / name).is_file():
+            src.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
     run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "wheel", "--no-deps", "--wheel-dir",
-         str(own), str(REPO)], "building the appliance wheel")
+         str(own), str(src)], "building the appliance wheel")
     staged = root / "tmp/wheels"
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(wheels, staged)
