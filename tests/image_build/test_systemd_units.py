@@ -78,7 +78,7 @@ SPECIFIC = {
         "Restart": "on-failure",
         "TimeoutStartSec": "600",
         "ProtectProc": "invisible",
-        "ProcSubset": "pid",
+        "ProcSubset": "all",
         "PrivateUsers": "yes",
         "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
         "ExecStart": "/opt/appliance/venv/bin/appliance serve --store /opt/appliance/store"

@@ -10,7 +10,7 @@ from conftest import needs_avx512
 
 
 def test_profiles_are_data_and_load():
-    assert known_profiles() == ["cpu-x86_64-avx512", "nvidia-h100-80gb"]
+    assert known_profiles() == ["cpu-x86_64-avx2", "cpu-x86_64-avx512", "nvidia-h100-80gb"]
     cpu, gpu = load_profile("cpu-x86_64-avx512"), load_profile("nvidia-h100-80gb")
     assert cpu.backend == "cpu-ort" and "int4" in cpu.precisions["chat"]
     assert gpu.match.compute_capability == "9.0" and gpu.backend == "tensorrt"
@@ -20,7 +20,7 @@ def test_profiles_are_data_and_load():
 def test_this_host_matches_the_cpu_sku_by_probing():
     fp = detect()
     assert fp.probed.get("avx512f") is True, "AVX-512 must be probed by executing an instruction"
-    assert matching_profiles(fp) == ["cpu-x86_64-avx512"]
+    assert matching_profiles(fp) == ["cpu-x86_64-avx2", "cpu-x86_64-avx512"], "AVX-512 hosts run AVX2 engines too"
 
 
 def _fp(**kw) -> Fingerprint:
@@ -28,6 +28,12 @@ def _fp(**kw) -> Fingerprint:
                 cpu_flags=["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_tile"])
     base.update(kw)
     return Fingerprint(**base)
+
+
+def test_an_avx2_host_matches_only_the_avx2_sku():
+    fp = _fp(cpu_flags=["avx", "avx2", "fma"])
+    assert matching_profiles(fp) == ["cpu-x86_64-avx2"]
+    assert mismatches(load_profile("cpu-x86_64-avx512"), fp)[0] == "CPU flag avx512f not present"
 
 
 def test_advertised_but_faulting_flag_is_not_trusted():
@@ -50,7 +56,7 @@ def test_cli_prints_fingerprint_and_match():
     out = subprocess.run([sys.executable, "-m", "appliance", "sku", "detect", "--json"], capture_output=True,
                          text=True, check=True).stdout
     data = json.loads(out)
-    assert data["matches"] == ["cpu-x86_64-avx512"]
+    assert data["matches"] == ["cpu-x86_64-avx2", "cpu-x86_64-avx512"]
     assert data["fingerprint"]["arch"] == "x86_64"
     assert "nvidia-h100-80gb" in data["mismatches"]
 
