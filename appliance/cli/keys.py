@@ -32,15 +32,18 @@ def _limit(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+KeyName = Annotated[str, typer.Argument(help="Who or what uses the key, e.g. 'laptop' or 'ci'")]
+RateLimit = Annotated[int | None, typer.Option("--rate-limit", metavar="RPM", help="Requests per minute")]
+TokenQuota = Annotated[int | None, typer.Option("--token-quota", metavar="N", help="Total prompt + completion tokens")]
+
+
 @app.command()
 @with_state_dir
 def create(
     settings: BoxSettings,
-    name: Annotated[str, typer.Argument(help="Who or what uses the key, e.g. 'laptop' or 'ci'")],
-    rate_limit: Annotated[int | None, typer.Option("--rate-limit", metavar="RPM", help="Requests per minute")] = None,
-    token_quota: Annotated[
-        int | None, typer.Option("--token-quota", metavar="N", help="Total prompt + completion tokens")
-    ] = None,
+    name: KeyName,
+    rate_limit: RateLimit = None,
+    token_quota: TokenQuota = None,
 ) -> None:
     """Create a key; the key itself is printed once, as the last word of the last line."""
     with KeyStore(settings.keys_db) as store:
@@ -54,11 +57,9 @@ def create(
 @with_state_dir
 def import_key(
     settings: BoxSettings,
-    name: Annotated[str, typer.Argument(help="Who or what uses the key, e.g. 'laptop' or 'ci'")],
-    rate_limit: Annotated[int | None, typer.Option("--rate-limit", metavar="RPM", help="Requests per minute")] = None,
-    token_quota: Annotated[
-        int | None, typer.Option("--token-quota", metavar="N", help="Total prompt + completion tokens")
-    ] = None,
+    name: KeyName,
+    rate_limit: RateLimit = None,
+    token_quota: TokenQuota = None,
 ) -> None:
     """Accept on this box a key made on another (read from standard input), so one key works through a router."""
     existing = sys.stdin.readline().strip()
