@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from appliance.factory.image.commands import run
+from appliance.store.manifest import sha256_file
 
 SLOT_ALIGN = 8 * 2**20
 # An update's root may be this much bigger than the first before it no longer fits the other slot; kept small so
@@ -46,15 +46,7 @@ def qcow2(raw: Path, out: Path) -> Path:
     return out
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_sums(out_dir: Path, names: list[str]) -> dict[str, str]:
-    sums = {name: sha256(out_dir / name) for name in names}
+    sums = {name: sha256_file(out_dir / name) for name in names}
     (out_dir / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
     return sums
