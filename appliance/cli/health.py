@@ -38,8 +38,14 @@ def show(
         return
     from appliance.health.history import snapshot
 
+    from appliance.diagnostics.phonehome import describe, read_attempt
+
     snap = snapshot(settings.health_db, last)
     if as_json:
+        attempt = read_attempt(settings)
+        snap["phone_home"] = {"on": settings.phone_home, "url": settings.phone_home_url,
+                              "minutes": settings.phone_home_minutes,
+                              "last": attempt.model_dump() if attempt else None}
         typer.echo(json.dumps(snap, indent=2))
         return
     console = Console(width=max(120, Console().width))
@@ -50,6 +56,7 @@ def show(
     console.print(f"server restarts: {restarts['count']}" +
                   (f" (last {_when(last_restart['at'])}: {last_restart['reason']})" if last_restart else ""),
                   highlight=False)
+    console.print(f"phone-home: {describe(settings)}", highlight=False, markup=False)
     t = Table(title="checks")
     for col in ("check", "state", "since", "last checked", "reason"):
         t.add_column(col)
