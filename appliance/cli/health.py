@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.cli.options import settings_command
-from appliance.settings import BoxSettings
+from appliance.settings import PHONE_HOME_FIELDS, BoxSettings
 from healthcheck.settings import HealthSettings
 
 app = typer.Typer(help="Health state, history and the monitor.", invoke_without_command=True)
@@ -76,7 +76,7 @@ def show(
 
 
 @app.command("run")
-@settings_command(HealthSettings, "state_dir", "store", "trusted_key", "server", "supervised")
+@settings_command(HealthSettings, "state_dir", "store", "trusted_key", "server", "supervised", *PHONE_HOME_FIELDS)
 def run(settings: HealthSettings) -> None:
     """The monitor process (appliance-health.service): probe, record transitions, recover."""
     from healthcheck.monitor import Monitor
