@@ -6,12 +6,15 @@ The console's side (opening, closing, the page) is in tests/server/console/test_
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
 
 from appliance.auth.keys import KeyStore
 from appliance.server.app import create_app
 from appliance.settings import Settings
+from wait import wait_until
 
 ROUTES = (("GET", "/v1/support/health"), ("GET", "/v1/support/telemetry"), ("GET", "/v1/support/logs"),
           ("GET", "/v1/support/manifests"), ("POST", "/v1/support/selftest"), ("POST", "/v1/support/bundle"))
@@ -21,6 +24,8 @@ ROUTES = (("GET", "/v1/support/health"), ("GET", "/v1/support/telemetry"), ("GET
 def box(tmp_path):
     settings = Settings(state_dir=tmp_path / "state", store=tmp_path / "no-store")
     with TestClient(create_app(settings), base_url="https://testserver", follow_redirects=False) as client:
+        # the store is missing: let the loader fail and finish while the app's loop still runs
+        wait_until(lambda: not any(t.name == "runtime-load" for t in threading.enumerate()), what="the store refused")
         now = [1_750_000_000.0]
         client.app.state.support.clock = lambda: now[0]
         yield client, now
