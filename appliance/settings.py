@@ -9,13 +9,15 @@ match the paths in DESIGN.md. The CLI builds its options from these fields
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, create_model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ApplianceError
@@ -31,6 +33,32 @@ def _origins(origins: list[str]) -> list[str]:
         raise ValueError(f"{bad[0]!r} is not an origin; write scheme://host[:port], e.g. "
                          "http://192.168.1.20:3000, or * for any")
     return origins
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _vendor_url(url: str | None, info: ValidationInfo) -> str | None:
+    """Only https leaves the box (plain http only to loopback, for a local relay or a test); on needs a URL."""
+    url = (url or "").strip() or None
+    if url is None:
+        if info.data.get("phone_home"):
+            raise ValueError("phone-home is on but no vendor URL is set")
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the vendor URL must look like https://vendor.example/phone-home")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError("the vendor URL must use https (plain http only to a loopback address)")
+    if parts.username or parts.password:
+        raise ValueError("the vendor URL must not carry a user name or password")
+    return url
 
 
 class BoxSettings(BaseSettings):
@@ -56,6 +84,13 @@ class BoxSettings(BaseSettings):
     vendor_key: Path = Field(Path("/etc/appliance/vendor-diagnostics.pub"), validation_alias="APPLIANCE_VENDOR_KEY",
                              description="vendor's age public key that diagnostic bundles are encrypted to "
                                          "(default: /etc/appliance/vendor-diagnostics.pub, installed in the image)")
+    phone_home: bool = Field(False, validation_alias="APPLIANCE_PHONE_HOME",
+                             description="send a redacted health summary to the vendor on a schedule (default: off)")
+    phone_home_url: Annotated[str | None, AfterValidator(_vendor_url)] = Field(
+        None, validation_alias="APPLIANCE_PHONE_HOME_URL", validate_default=True,
+        description="where the summary is POSTed as JSON (https; plain http only to loopback)")
+    phone_home_minutes: int = Field(60, ge=1, le=7 * 24 * 60, validation_alias="APPLIANCE_PHONE_HOME_MINUTES",
+                                    description="minutes between two summaries")
 
     @property
     def keys_db(self) -> Path:
@@ -105,6 +140,16 @@ class BoxSettings(BaseSettings):
         """Support windows (token hashes) and the audit log of every vendor call."""
         return self.state_dir / "support.sqlite"
 
+    @property
+    def phone_home_file(self) -> Path:
+        """The last phone-home attempt's outcome, written by the monitor, shown by the console and the CLI."""
+        return self.state_dir / "phone-home.json"
+
+    @property
+    def box_id_file(self) -> Path:
+        """A random id that tells the vendor's summaries from one box apart, and nothing else about it."""
+        return self.state_dir / "box-id"
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
@@ -151,7 +196,9 @@ class Settings(BoxSettings):
 
 ADMIN_FILE = "settings.json"
 PREVIOUS_ADMIN_FILE = "settings.previous.json"
-ADMIN_FIELDS = ("box_name", "log_level", "host", "port", "tls_cert", "tls_key", "cors_origins")  # the console's to change
+ADMIN_FIELDS = ("box_name", "log_level", "host", "port", "tls_cert", "tls_key", "cors_origins",  # the console's to change
+                "phone_home", "phone_home_url", "phone_home_minutes")
+PHONE_HOME_FIELDS = ("phone_home", "phone_home_url", "phone_home_minutes")
 
 
 def _state_dir_of(init: dict[str, Any]) -> Path:
@@ -188,7 +235,8 @@ def validate_admin_settings(values: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err.get("loc") else "?"
-        raise ApplianceError(f"{name.replace('_', ' ')} {err.get('input')!r} is not valid: {err['msg']}") from None
+        why = err["msg"].removeprefix("Value error, ")
+        raise ApplianceError(f"{name.replace('_', ' ')} {err.get('input')!r} is not valid: {why}") from None
     return checked.model_dump(mode="json", exclude_none=True, include=set(given))
 
 
@@ -227,7 +275,8 @@ def load_settings(cls: type[S] = Settings, **overrides: object) -> S:  # type: i
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err.get("loc") else "?"
         flag = "--" + name.replace("_", "-")
-        raise ApplianceError(f"invalid setting {flag} ({name}) = {err.get('input')!r}: {err['msg']}; "
+        why = err["msg"].removeprefix("Value error, ")
+        raise ApplianceError(f"invalid setting {flag} ({name}) = {err.get('input')!r}: {why}; "
                              f"fix the flag, the APPLIANCE_{name.upper()} environment variable or the admin's "
                              f"settings.json in the state directory") from None
     settings._pinned = frozenset(given) | {k for k in cls.model_fields if f"APPLIANCE_{k.upper()}" in os.environ}

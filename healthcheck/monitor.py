@@ -7,10 +7,11 @@ import logging
 import signal
 from pathlib import Path
 
+from appliance.diagnostics.phonehome import PhoneHome
 from appliance.errors import ApplianceError
 from appliance.health.history import History
 from appliance.health.run_now import take_check_run_request
-from appliance.settings import ADMIN_FILE, Settings, load_settings
+from appliance.settings import ADMIN_FILE, PHONE_HOME_FIELDS, Settings, load_settings
 from appliance.health.status import Result, Status
 from appliance.store.manifest import Manifest
 from appliance.store.verify import verify_store
@@ -30,6 +31,7 @@ from healthcheck.settings import HealthSettings
 
 log = logging.getLogger(__name__)
 RUN_NOW_POLL_S = 1.0
+PHONE_HOME_SETTLE_S = 60.0  # after a start or the admin turning it on: let the checks run before the first summary
 
 
 def _expected_text(store: Path, m: Manifest) -> str | None:
@@ -81,6 +83,8 @@ class Monitor:
         self._lock = asyncio.Lock()
         self._wake: dict[str, asyncio.Event] = {}
         self._url = ""
+        self.phone_home = PhoneHome(settings)
+        self._phone_home_changed = asyncio.Event()
 
     async def _loop(self, check: Check) -> None:
         wake = self._wake.setdefault(check.name, asyncio.Event())
@@ -132,6 +136,44 @@ class Monitor:
         text = "; ".join(f"{n}: {reason}" for status, n, reason in bad if status == worst)
         return Result(worst, text)
 
+    async def _phone_home(self, settle: float = PHONE_HOME_SETTLE_S) -> None:
+        """Summaries to the vendor while the admin has it on; a failing or hanging vendor costs this task only."""
+        wait, last = settle, None
+        while True:
+            self._phone_home_changed.clear()
+            try:
+                await asyncio.wait_for(self._phone_home_changed.wait(), wait)
+                wait = settle
+                continue
+            except asyncio.TimeoutError:
+                pass
+            try:
+                attempt = await self.phone_home.tick()
+            except Exception as exc:  # a summary that cannot be built must not end the monitor
+                log.exception("phone-home failed")
+                self.history.action("phone-home", f"no summary sent: {type(exc).__name__}: {exc}")
+                attempt = None
+            if attempt is not None and attempt.outcome != last:
+                self.history.action("phone-home", attempt.describe())
+                last = attempt.outcome
+            wait = self.s.phone_home_minutes * 60.0
+
+    def _follow_phone_home(self) -> None:
+        """The admin's phone-home choice applies without a restart; a flag or APPLIANCE_* variable still wins."""
+        try:
+            fresh = load_settings(type(self.s), state_dir=self.s.state_dir)
+        except ApplianceError as exc:
+            self.history.action("phone-home", f"settings not applied: {exc}")
+            return
+        changed = {n for n in PHONE_HOME_FIELDS if n not in self.s.pinned and getattr(fresh, n) != getattr(self.s, n)}
+        if not changed:
+            return
+        for name in changed:
+            setattr(self.s, name, getattr(fresh, name))
+        self.history.action("phone-home", f"on: a summary every {self.s.phone_home_minutes} min to "
+                                          f"{self.s.phone_home_url}" if self.s.phone_home else "off")
+        self._phone_home_changed.set()
+
     def server_url(self) -> str:
         return self.s.server or load_settings(Settings, state_dir=self.s.state_dir).local_url()
 
@@ -145,6 +187,8 @@ class Monitor:
             if now != seen and self.s.server is None and self.server_url() != self._url:
                 self.history.action("monitor", f"the server moved to {self.server_url()}; the monitor restarts to follow")
                 stop.set()
+            elif now != seen:
+                self._follow_phone_home()
             seen = now
 
     async def run(self) -> None:
@@ -156,6 +200,7 @@ class Monitor:
             self.history.action("monitor", f"started with {len(checks)} checks: {', '.join(c.name for c in checks)}")
             tasks = [asyncio.create_task(self._loop(c), name=c.name) for c in checks]
             tasks.append(asyncio.create_task(self._run_now_requests(), name="run-now"))
+            tasks.append(asyncio.create_task(self._phone_home(), name="phone-home"))
             stop = asyncio.Event()
             tasks.append(asyncio.create_task(self._follow_admin_settings(stop), name="follow-settings"))
             loop = asyncio.get_running_loop()

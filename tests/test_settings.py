@@ -48,3 +48,25 @@ def test_admin_values_are_checked_like_flags(tmp_path):
     (tmp_path / "settings.json").write_text("{not json")
     with pytest.raises(ApplianceError, match="cannot read the admin settings"):
         load_settings(Settings, state_dir=tmp_path)
+
+
+def test_phone_home_is_off_by_default_and_its_url_is_checked(tmp_path):
+    s = load_settings(HealthSettings, state_dir=tmp_path)
+    assert (s.phone_home, s.phone_home_url, s.phone_home_minutes) == (False, None, 60)
+    with pytest.raises(ApplianceError, match="no vendor URL"):
+        validate_admin_settings({"phone_home": True})
+    with pytest.raises(ApplianceError, match="must use https"):
+        validate_admin_settings({"phone_home": True, "phone_home_url": "http://vendor.example/ph"})
+    with pytest.raises(ApplianceError, match="user name or password"):
+        validate_admin_settings({"phone_home_url": "https://me:pw@vendor.example/ph"})
+    for url in ("https://vendor.example/ph", "http://127.0.0.1:8080/ph", "http://[::1]/ph", "http://localhost/ph"):
+        assert validate_admin_settings({"phone_home": True, "phone_home_url": url})["phone_home_url"] == url
+    with pytest.raises(ApplianceError, match=r"--phone-home-url .*must look like https://"):
+        load_settings(HealthSettings, state_dir=tmp_path, phone_home_url="ftp://vendor.example")
+
+
+def test_the_monitor_reads_the_admin_s_phone_home_choice(tmp_path):
+    write_admin_settings(tmp_path, validate_admin_settings(
+        {"phone_home": True, "phone_home_url": "https://vendor.example/ph", "phone_home_minutes": "30"}))
+    s = load_settings(HealthSettings, state_dir=tmp_path)
+    assert (s.phone_home, s.phone_home_url, s.phone_home_minutes) == (True, "https://vendor.example/ph", 30)

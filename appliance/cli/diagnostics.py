@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich import box as rich_box
@@ -17,9 +17,12 @@ from appliance.diagnostics.collect import collect as collect_bundle
 from appliance.diagnostics.collect import map_path
 from appliance.diagnostics.encryption import keygen as make_keypair
 from appliance.diagnostics.encryption import load_recipient
+from appliance.diagnostics.phonehome import describe as describe_phone_home
 from appliance.diagnostics.review import discard, read_file, release
 from appliance.diagnostics.vendor import open_bundle
-from appliance.settings import BoxSettings
+from appliance.errors import ApplianceError
+from appliance.settings import (ADMIN_FILE, PHONE_HOME_FIELDS, BoxSettings, load_settings, read_admin_settings,
+                                validate_admin_settings, write_admin_settings)
 
 app = typer.Typer(help="Diagnostics for the vendor: redacted, reviewed, encrypted to the vendor's key.",
                   no_args_is_help=True)
@@ -102,6 +105,30 @@ def collect(
                   f"(the map stays on the box: {map_path(settings, index.id)})"
                   + (f"; incomplete: {', '.join(c.name for c in failed)}" if failed else ""), highlight=False)
     typer.echo(str(path))
+
+
+@app.command("phone-home")
+@settings_command(BoxSettings, "state_dir")
+def phone_home(
+    settings: BoxSettings,
+    on: Annotated[Optional[bool], typer.Option("--on/--off", help="send the redacted health summary to the vendor, "
+                                            "or stop (saved like the console's settings page)")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="the vendor's URL (https)")] = None,
+    minutes: Annotated[int | None, typer.Option("--minutes", help="minutes between two summaries")] = None,
+) -> None:
+    """Show or change phone-home (off by default); the health monitor follows the change by itself."""
+    given = {k: v for k, v in zip(PHONE_HOME_FIELDS, (on, url, minutes)) if v is not None}
+    if given:
+        settings.ensure_state_dir()
+        saved = read_admin_settings(settings.state_dir)
+        try:
+            admin = validate_admin_settings({**saved, **given})
+        except ApplianceError as exc:
+            raise ApplianceError(f"{exc}; nothing was saved to {settings.state_dir / ADMIN_FILE}: give --url "
+                                 "https://... (plain http only to loopback), --minutes 1 or more, or --off") from None
+        write_admin_settings(settings.state_dir, admin)
+        settings = load_settings(BoxSettings, state_dir=settings.state_dir)
+    typer.echo(f"phone-home: {describe_phone_home(settings)}")
 
 
 @app.command("open")

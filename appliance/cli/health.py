@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.cli.options import settings_command
-from appliance.settings import BoxSettings
+from appliance.settings import PHONE_HOME_FIELDS, BoxSettings
 from healthcheck.settings import HealthSettings
 
 app = typer.Typer(help="Health state, history and the monitor.", invoke_without_command=True)
@@ -38,8 +38,14 @@ def show(
         return
     from appliance.health.history import snapshot
 
+    from appliance.diagnostics.phonehome import describe, read_attempt
+
     snap = snapshot(settings.health_db, last)
     if as_json:
+        attempt = read_attempt(settings)
+        snap["phone_home"] = {"on": settings.phone_home, "url": settings.phone_home_url,
+                              "minutes": settings.phone_home_minutes,
+                              "last": attempt.model_dump() if attempt else None}
         typer.echo(json.dumps(snap, indent=2))
         return
     console = Console(width=max(120, Console().width))
@@ -50,6 +56,7 @@ def show(
     console.print(f"server restarts: {restarts['count']}" +
                   (f" (last {_when(last_restart['at'])}: {last_restart['reason']})" if last_restart else ""),
                   highlight=False)
+    console.print(f"phone-home: {describe(settings)}", highlight=False, markup=False)
     t = Table(title="checks")
     for col in ("check", "state", "since", "last checked", "reason"):
         t.add_column(col)
@@ -69,7 +76,7 @@ def show(
 
 
 @app.command("run")
-@settings_command(HealthSettings, "state_dir", "store", "trusted_key", "server", "supervised")
+@settings_command(HealthSettings, "state_dir", "store", "trusted_key", "server", "supervised", *PHONE_HOME_FIELDS)
 def run(settings: HealthSettings) -> None:
     """The monitor process (appliance-health.service): probe, record transitions, recover."""
     from healthcheck.monitor import Monitor

@@ -50,7 +50,9 @@ def settings_command(cls: type[BoxSettings], *names: str) -> Callable:
     """Decorate ``fn(settings, **own_options)``: typer sees the named settings fields as options too."""
 
     def wrap(fn: Callable) -> Callable:
-        own = [p for p in inspect.signature(fn).parameters.values() if p.name != "settings"]
+        hints = typing.get_type_hints(fn, include_extras=True)  # typer reads its Option() from a resolved Annotated
+        own = [p.replace(annotation=hints.get(p.name, p.annotation))
+               for p in inspect.signature(fn).parameters.values() if p.name != "settings"]
 
         @functools.wraps(fn)
         def command(**kwargs: object) -> object:

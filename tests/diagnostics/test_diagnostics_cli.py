@@ -75,3 +75,21 @@ def test_support_open_status_close(box_settings):
     assert too_long.returncode != 0 and "at most 72 hours" in too_long.stderr and "Traceback" not in too_long.stderr
     assert "Closed support window" in _run("support", "close", "--state-dir", str(box_settings.state_dir)).stdout
     assert "vendor access: off" in _run("support", "status", "--state-dir", str(box_settings.state_dir)).stdout
+
+
+def test_phone_home_is_off_until_turned_on_and_bad_input_is_one_line(box_settings):
+    state = ["--state-dir", str(box_settings.state_dir)]
+    assert _run("diagnostics", "phone-home", *state).stdout.strip() == "phone-home: off"
+    for bad in (["--on"], ["--on", "--url", "http://vendor.example/ph"], ["--minutes", "0"]):
+        r = _run("diagnostics", "phone-home", *bad, *state)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and "settings.json" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (box_settings.state_dir / "settings.json").exists()
+    on = _run("diagnostics", "phone-home", "--on", "--url", "https://vendor.example/ph", "--minutes", "30", *state)
+    assert on.returncode == 0 and "on, every 30 min to https://vendor.example/ph" in on.stdout, on.stderr
+    saved = json.loads((box_settings.state_dir / "settings.json").read_text())
+    assert saved == {"phone_home": True, "phone_home_url": "https://vendor.example/ph", "phone_home_minutes": 30}
+    health = _run("health", *state)
+    assert "phone-home: on, every 30 min to https://vendor.example/ph; last: nothing sent yet" in health.stdout
+    assert json.loads(_run("health", "--json", *state).stdout)["phone_home"]["on"] is True
+    assert _run("diagnostics", "phone-home", "--off", *state).stdout.strip() == "phone-home: off"

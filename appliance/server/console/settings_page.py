@@ -3,6 +3,7 @@
 Box name and log level apply at once; the listening address, port and TLS
 certificate need the server to restart, which it does by itself (exit 75,
 restarted by systemd or ``appliance up``), with the reason on record.
+Phone-home is the monitor's to do: it follows the saved file by itself.
 """
 
 from __future__ import annotations
@@ -17,19 +18,23 @@ from fastapi.responses import HTMLResponse, Response
 from appliance.auth.admins import SetupError
 from appliance.auth.passwords import WeakPassword
 from appliance.auth.sessions import Session
+from appliance.diagnostics.phonehome import read_attempt
 from appliance.errors import ApplianceError
 from appliance.health.exits import request_restart
 from appliance.server.console.access import SESSION_COOKIE, check_post, redirect, render, require_admin, state
 from appliance.settings import (
     ADMIN_FIELDS,
+    PHONE_HOME_FIELDS,
+    BoxSettings,
     Settings,
+    load_settings,
     read_admin_settings,
     validate_admin_settings,
     write_admin_settings,
 )
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-LIVE = ("box_name", "log_level")
+LIVE = ("box_name", "log_level", *PHONE_HOME_FIELDS)
 MAX_PEM_BYTES = 64 * 1024
 
 
@@ -42,13 +47,23 @@ def _running(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def _phone_home(running: Settings) -> BoxSettings:
+    """What the monitor follows: the saved file under the environment (the CLI may have changed the file)."""
+    try:
+        return load_settings(BoxSettings, state_dir=running.state_dir)
+    except ApplianceError:
+        return running
+
+
 def _page(request: Request, session: Session, status: int = 200, **extra) -> Response:
     st = state(request)
-    return render(request, "settings.html", session, status, active="settings", current=_running(request),
+    running = _running(request)
+    return render(request, "settings.html", session, status, active="settings", current=running,
                   saved=read_admin_settings(st.settings.state_dir),
                   previous=read_admin_settings(st.settings.state_dir, previous=True),
                   log_levels=("debug", "info", "warning", "error"),
-                  fixed=sorted(_running(request).pinned & {"box_name", "log_level", "host", "port"}), **extra)
+                  fixed=sorted(running.pinned & {"box_name", "log_level", "host", "port", *PHONE_HOME_FIELDS}),
+                  phone_home=_phone_home(running), phone_home_last=read_attempt(running), **extra)
 
 
 def apply(request: Request, values: dict) -> bool:
@@ -67,6 +82,8 @@ def apply(request: Request, values: dict) -> bool:
                                                       for k in ("tls_cert", "tls_key")}))
     write_admin_settings(running.state_dir, admin)
     running.box_name = admin.get("box_name")
+    for name in set(PHONE_HOME_FIELDS) - running.pinned:
+        setattr(running, name, admin.get(name, _default(name)))
     running.log_level = admin.get("log_level", Settings.model_fields["log_level"].default)
     logging.getLogger().setLevel(running.log_level.upper())
     restart = [k for k in ADMIN_FIELDS if k not in LIVE and k not in running.pinned
@@ -98,6 +115,23 @@ async def save(request: Request, session: Session = Depends(require_admin), csrf
         return _page(request, session, 400, error=str(exc))
     return _page(request, session, notice="Saved and applied." if not restarting else
                  "Saved. The server restarts now to listen on the new address; reconnect there.")
+
+
+@router.post("/settings/phone-home", response_class=HTMLResponse)
+async def save_phone_home(request: Request, session: Session = Depends(require_admin), csrf_token: str = Form(""),
+                          phone_home: str = Form(""), phone_home_url: str = Form(""),
+                          phone_home_minutes: str = Form("")) -> Response:
+    check_post(request, session, csrf_token)
+    saved = read_admin_settings(state(request).settings.state_dir)
+    given = {"phone_home": phone_home == "on", "phone_home_url": phone_home_url.strip(),
+             "phone_home_minutes": phone_home_minutes.strip()}
+    values = {**saved, **{k: v for k, v in given.items() if k not in _running(request).pinned}}
+    try:
+        apply(request, values)
+    except ApplianceError as exc:
+        return _page(request, session, 400, error=str(exc))
+    return _page(request, session, notice="Saved. The health monitor sends the first summary about a minute from now."
+                 if values.get("phone_home") else "Saved. Phone-home is off: nothing is sent.")
 
 
 @router.post("/settings/revert", response_class=HTMLResponse)

@@ -168,3 +168,27 @@ def test_cors_origins_are_checked_saved_and_applied_by_a_restart(box):
                            "cors_origins": "http://192.168.1.20:3000\nhttps://tools.lan"})
     assert ok.status_code == 200 and client.app.state.restart_requested
     assert read_admin_settings(settings.state_dir)["cors_origins"] == ["http://192.168.1.20:3000", "https://tools.lan"]
+
+
+def test_phone_home_is_off_then_turned_on_with_a_checked_url(box):
+    client, settings, code = box
+    _claim(client, code)
+    page = client.get("/console/settings").text
+    assert 'name="phone_home" value="on">' in page and "Last attempt: none" in page
+    r = client.post("/console/settings/phone-home", headers={"Origin": ORIGIN},
+                    data={"csrf_token": _csrf(client), "phone_home": "on", "phone_home_url": "http://vendor.example/ph",
+                          "phone_home_minutes": "60"})
+    assert r.status_code == 400 and "must use https" in r.text and read_admin_settings(settings.state_dir) == {}
+    r = client.post("/console/settings/phone-home", headers={"Origin": ORIGIN},
+                    data={"csrf_token": _csrf(client), "phone_home": "on", "phone_home_url": "https://vendor.example/ph",
+                          "phone_home_minutes": "30"})
+    assert r.status_code == 200 and "first summary" in r.text and not client.app.state.restart_requested
+    assert read_admin_settings(settings.state_dir) == {"phone_home": True, "phone_home_url": "https://vendor.example/ph",
+                                                       "phone_home_minutes": 30}
+    assert 'value="on" checked' in r.text and 'value="https://vendor.example/ph"' in r.text
+    r = client.post("/console/settings", headers={"Origin": ORIGIN},
+                    data={"csrf_token": _csrf(client), "log_level": "info", "box_name": "Shelf"})
+    assert r.status_code == 200 and read_admin_settings(settings.state_dir)["phone_home"] is True
+    r = client.post("/console/settings/phone-home", headers={"Origin": ORIGIN},
+                    data={"csrf_token": _csrf(client), "phone_home_url": "https://vendor.example/ph"})
+    assert "nothing is sent" in r.text and read_admin_settings(settings.state_dir)["phone_home"] is False
