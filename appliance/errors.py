@@ -25,3 +25,9 @@ class StoreError(ApplianceError):
     """The model store is tampered, incomplete, unsigned or built for another SKU."""
 
     exit_code = 3
+
+
+class UpdateError(ApplianceError):
+    """An update bundle is refused (unsigned, changed, a downgrade, for another box) or cannot be applied."""
+
+    exit_code = 4

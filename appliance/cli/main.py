@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from appliance.cli import build, cluster, diagnostics, firstboot, health, keys, serve, sku, store, support
+from appliance.cli import build, cluster, diagnostics, firstboot, health, keys, serve, sku, store, support, update
 from appliance.errors import ApplianceError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(health.app, name="health")
 app.add_typer(diagnostics.app, name="diagnostics")
 app.add_typer(support.app, name="support")
+app.add_typer(update.app, name="update")
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("firstboot")(firstboot.firstboot)

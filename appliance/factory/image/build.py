@@ -23,8 +23,13 @@ from appliance.factory.image.report import Artifact, BuildReport, Package, Parti
 from appliance.spec import ApplianceSpec
 from appliance.store.signing import signing_key_for_build
 from appliance.store.verify import verify_store
+from appliance.update import slots
 
 RAW, QCOW2, REPORT = "appliance.raw", "appliance.qcow2", "report.json"
+
+
+def default_version() -> str:
+    return f"{__version__}+{git_commit()}"
 
 
 def default_cache() -> Path:
@@ -33,7 +38,7 @@ def default_cache() -> Path:
 
 def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key: Path | None, *,
                 diagnostics_key: Path | None = None, cache: Path | None = None, test_access: bool = False,
-                console: Console | None = None) -> BuildReport:
+                version: str | None = None, console: Console | None = None) -> BuildReport:
     console = console or Console(stderr=True)
     require_tools()
     recipe = Recipe.load()
@@ -43,7 +48,7 @@ def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key:
     work = Path(tempfile.mkdtemp(prefix="image-", dir=cache.parent if cache.parent.is_dir() else None))
     root, var = work / "root", work / "var"
     epoch = source_date_epoch()
-    version = f"{__version__}+{git_commit()}"
+    version = version or default_version()
     uuids = {label: recipe.partition_uuid(spec.box.name, label) for label in ("root-a", "root-b", "data")}
     key, dev = signing_key_for_build(signing_key)
     if dev:
@@ -115,7 +120,7 @@ def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key:
     report = BuildReport(
         box_name=spec.box.name, sku=spec.box.sku, version=version, git_commit=git_commit(), source_date_epoch=epoch,
         recipe_digest=recipe.digest, test_access=test_access, kernel=booted["kernel_version"],
-        kernel_cmdline=esp.kernel_cmdline(uuids["root-a"]), store_digest=store_digest,
+        kernel_cmdline=slots.kernel_cmdline(uuids["root-a"], "a"), store_digest=store_digest,
         store_bytes=store_bytes,
         root_squashfs_bytes=root_bytes,
         partitions=[Partition(**p) for p in partitions],

@@ -8,22 +8,10 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.factory.image.commands import run
+from appliance.update import slots
 
 ESP_BYTES = 64 * 2**20  # two slots' kernel + initrd (about 16 MiB each); FAT32's minimum is about 33 MiB
 BOOTLOADER = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-# quiet boot on the serial console too: the first-boot unit prints the setup code there.
-CMDLINE = "root=PARTUUID={root} ro rootfstype=squashfs console=tty0 console=ttyS0,115200 quiet panic=10"
-
-
-def kernel_cmdline(root_uuid: str) -> str:
-    return CMDLINE.format(root=root_uuid)
-
-
-def entry(slot: str, version: str, root_uuid: str) -> str:
-    """A boot loader specification entry for one slot (issue 16 adds the try counter to its file name)."""
-    return (f"title Appliance {version} (slot {slot.upper()})\nversion {version}\n"
-            f"linux /appliance/{slot}/vmlinuz\ninitrd /appliance/{slot}/initrd.img\n"
-            f"options {kernel_cmdline(root_uuid)}\n")
 
 
 def layout(root: Path, tree: Path, version: str, root_uuid: str) -> dict[str, Path]:
@@ -45,10 +33,11 @@ def layout(root: Path, tree: Path, version: str, root_uuid: str) -> dict[str, Pa
     for rel, src in files.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, tree / rel)
-    (tree / "loader/entries").mkdir(parents=True)
-    # No menu, and no editing the kernel command line at the boot prompt (it would open a root shell).
-    (tree / "loader/loader.conf").write_text("default appliance-a.conf\ntimeout 0\neditor no\n")
-    (tree / "loader/entries/appliance-a.conf").write_text(entry("a", version, root_uuid))
+    (tree / slots.ENTRIES).mkdir(parents=True)
+    # No menu, and no editing the kernel command line at the boot prompt (it would open a root shell). No default
+    # either: the loader's own order (a slot on trial first, newest first, spent ones last) chooses; see slots.py.
+    (tree / "loader/loader.conf").write_text("timeout 0\neditor no\n")
+    (tree / slots.ENTRIES / slots.entry_name(1, "a", None)).write_text(slots.entry_text("a", version, root_uuid))
     return {"kernel": tree / "appliance/a/vmlinuz", "initrd": tree / "appliance/a/initrd.img", "kernel_version": kver}
 
 

@@ -10,8 +10,11 @@ from appliance.errors import ApplianceError
 from appliance.factory.image.commands import Mounts, in_root, run
 from appliance.factory.image.recipe import MIRROR, SUITE, Recipe
 
-UNITS = ("appliance-firstboot.service", "appliance-server.service", "appliance-health.service")
+UNITS = ("appliance-firstboot.service", "appliance-server.service", "appliance-health.service",
+         "appliance-boot-check.service")
 ENABLED = ("systemd-networkd.service", *UNITS)
+# The boot loader on the ESP is shared by both slots: it changes with a new disk image, never behind an update's back.
+MASKED = ("systemd-boot-update.service",)
 # Never needed on the box, and the bulk of a Debian root: documentation, translations, package caches.
 TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
         "usr/share/bug", "var/cache/apt", "var/lib/apt/lists", "var/cache/debconf/templates.dat-old",
@@ -67,6 +70,7 @@ def configure(recipe: Recipe, root: Path, *, test_access: bool) -> None:
     in_root(root, ["useradd", "--system", "--user-group", "--home-dir", "/var/lib/appliance", "--no-create-home",
                    "--shell", "/usr/sbin/nologin", "appliance"], "creating the service user")
     in_root(root, ["systemctl", "enable", *ENABLED], "enabling the units")
+    in_root(root, ["systemctl", "mask", *MASKED], "masking the units")
     (root / "efi").mkdir(exist_ok=True)  # mount points must exist on a read-only root
     (root / "etc/machine-id").write_text("")
     _remove(root / "var/lib/dbus/machine-id")
