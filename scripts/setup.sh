@@ -9,8 +9,10 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   dpkg -s libsystemd-dev >/dev/null 2>&1 || need+=(libsystemd-dev)
   command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
   [ -x /usr/bin/chromium ] || need+=(chromium)  # the console's browser tests drive Debian's chromium
-  # `appliance build image` and its VM tests: debootstrap, squashfs, FAT and ext4 images, systemd-boot, qemu + OVMF.
-  for pkg in debootstrap squashfs-tools dosfstools mtools e2fsprogs systemd-boot-efi qemu-utils qemu-system-x86 ovmf; do
+  # `appliance build image` and its VM tests: debootstrap, squashfs, FAT and ext4 images, systemd-boot, qemu + OVMF;
+  # qemu-user: golden tokens for an AVX2 store built on an AVX-512 host (see CpuEmulation in appliance/sku/profiles.py).
+  for pkg in debootstrap squashfs-tools dosfstools mtools e2fsprogs systemd-boot-efi qemu-utils qemu-system-x86 ovmf \
+             qemu-user; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

@@ -20,8 +20,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.sku.profiles import load_profile
 from wait import wait_until
 
+# The AVX2 SKU's CPU under TCG: the same model its store's golden tokens were computed on (qemu-user, in the factory).
+# qemu 7.2's TCG emulates AVX2 and FMA, but its "max" model does not turn them on by itself.
+TCG_CPU = load_profile("cpu-x86_64-avx2").emulation.qemu_cpu
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
@@ -72,8 +76,7 @@ class Vm:
             cmd += ["-enable-kvm", "-cpu", "host", "-kernel", str(self.image_dir / "vmlinuz"),
                     "-initrd", str(self.image_dir / "initrd.img"), "-append", report["kernel_cmdline"]]
         else:
-            # qemu 7.2's TCG emulates AVX2 and FMA, but its "max" model does not turn them on.
-            cmd += ["-machine", "q35,accel=tcg", "-cpu", "max,+avx,+avx2,+fma,+f16c",
+            cmd += ["-machine", "q35,accel=tcg", "-cpu", TCG_CPU,
                     "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                     "-drive", f"if=pflash,format=raw,unit=1,file={self.work / 'vars.fd'}"]
         return cmd

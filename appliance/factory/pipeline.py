@@ -16,7 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from appliance.factory import diffusion_parity, export_diffusion, export_embeddings, export_llm, gguf_transcode, parity, tune
+from appliance.factory import (
+    diffusion_parity,
+    emulated_golden,
+    export_diffusion,
+    export_embeddings,
+    export_llm,
+    gguf_transcode,
+    parity,
+    tune,
+)
 from appliance.factory.sources import LocalSource, default_cache_dir, gguf_to_hf, resolve_source
 from appliance.factory.store_writer import file_entries, now_iso, staging_dir, swap_in, write_index, write_manifest
 from appliance.engine.cpu_ort import CpuOrtLlm
@@ -172,13 +181,19 @@ def build_chat(ctx: BuildContext, m: ModelSpec, task_id) -> ModelResult:
                                      {"min_token_agreement": th.min_token_agreement(m.precision)}), m.id)
     golden_ids = tok.encode(tok.render_chat(parity.GOLDEN_MESSAGES))
     golden = engine_greedy(tuned_engine, [golden_ids], parity.GOLDEN_TOKENS, chunk)[0]
+    golden_on = None
+    if emulated_golden.needed(prof, ctx.fingerprint):
+        golden_on = emulated_golden.describe(prof)
+        progress_note = f"{m.id}: golden tokens on the SKU's CPU ({golden_on}; minutes)"
+        ctx.progress.update(task_id, description=progress_note)
+        golden = emulated_golden.golden_tokens(prof, model_dir, engine_cfg, golden_ids, parity.GOLDEN_TOKENS, chunk)
 
     manifest = Manifest(
         model_id=m.id, task=m.task, precision=m.precision, sku=prof.name, backend=prof.backend,
         fingerprint=ctx.fingerprint, source={**src.description, "weights": weights}, engine=engine_cfg,
         chat_template=template or None,
         files=file_entries(model_dir), tools=ctx.tools, parity=[fp32, tuned],
-        golden=GoldenTest(messages=parity.GOLDEN_MESSAGES, expected_tokens=golden),
+        golden=GoldenTest(messages=parity.GOLDEN_MESSAGES, expected_tokens=golden, computed_on=golden_on),
         built_at=now_iso(), build_seconds=round(time.monotonic() - t0, 1),
     )
     return ModelResult(manifest, _size(model_dir), time.monotonic() - t0)

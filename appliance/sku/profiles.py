@@ -70,6 +70,19 @@ class ParityThresholds(BaseModel):
         }.get(precision, self.fp32_min_token_agreement)
 
 
+class CpuEmulation(BaseModel):
+    """How the factory runs this SKU's CPU kernels on a build host whose CPU is another kind.
+
+    onnxruntime picks its kernels from the CPU it runs on: a golden self-test recorded with a host's
+    AVX-512 kernels is not what an AVX2 box computes, and greedy decoding can part ways at a near tie.
+    On such a host the chat golden is run under qemu-user with this CPU model instead.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    qemu_cpu: str = Field(description="`qemu-x86_64 -cpu` model whose instruction set is this SKU's")
+    when_host_has: list[str] = Field(description="host CPU flags that make onnxruntime choose other kernels")
+
+
 class SkuProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -82,6 +95,7 @@ class SkuProfile(BaseModel):
     limits: Limits
     image: ImageLimits
     parity: ParityThresholds
+    emulation: CpuEmulation | None = None
 
 
 def known_profiles() -> list[str]:

@@ -133,6 +133,8 @@ class GoldenTest(_Model):
     prompt: str | None = None
     messages: list[dict[str, str]] | None = None
     expected_tokens: list[int] | None = None
+    computed_on: str | None = Field(default=None, description="where expected outputs were computed, when not on the "
+                                    "build host's own CPU (e.g. under qemu-user with the SKU's CPU model)")
     input_texts: list[str] | None = None
     expected_embeddings: list[list[float]] | None = None
     min_cosine: float = 0.9999

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from appliance.errors import UpdateError
 from appliance.update import record, slots
 from appliance.update.record import UpdateRecord
 from appliance.update.slots import Disk, SlotState
@@ -35,3 +36,13 @@ def read_status(disk: Disk, state_dir: Path) -> UpdateStatus:
         rows.append(SlotStatus(slot=slot, booted=slot == booted, state=state, version=entry.version if entry else "",
                                tries_left=entry.tries_left if entry else None))
     return UpdateStatus(slots=rows, last_update=record.load(state_dir))
+
+
+def running_version(disk: Disk | None = None) -> str:
+    """The release this root carries (its release.json); the package version where the box did not boot an image."""
+    from appliance import __version__
+
+    try:
+        return (disk or Disk()).release().version
+    except UpdateError:
+        return __version__

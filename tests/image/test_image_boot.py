@@ -24,15 +24,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import CHAT_MODEL, needs_root, start_server, stop_server
-from vm import Vm
+from conftest import CHAT_MODEL, needs_root
+from vm import TCG_CPU, Vm
 from wait import wait_until
 
 # An emulated CPU boots and loads slowly: each test's budget covers its share of the VM's boots.
 pytestmark = [pytest.mark.image, needs_root("debootstrap and chroot build the image"), pytest.mark.timeout(2400)]
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "image"
-PROMPT = [{"role": "user", "content": "Name three colours of the rainbow."}]
 SKU_REFUSAL = r"appliance: not serving: .{0,300}?engines were built for SKU cpu-x86_64-avx512, and this host does not match it"
 
 
@@ -219,19 +218,21 @@ def test_power_on_to_ready(booted):
     assert details["ready"] is True and CHAT_MODEL in details["models"]
 
 
-def test_same_greedy_answer_as_the_host(booted, avx2_store, tmp_path):
-    """The image's store, engines and runtime answer exactly as the host run of the same store."""
-    from openai import OpenAI
-
+def test_same_greedy_answer_as_the_host_on_the_skus_cpu(booted, avx2_store):
+    """Through the API in the VM, the image's store answers exactly as the factory's run of the same engine did on
+    the SKU's CPU. This host's own CPU has AVX-512, whose kernels part ways from AVX2's at a near tie, so the host
+    run is the factory's golden run under qemu-user with the AVX2 CPU model (the manifest says so)."""
     booted.require_serving()
-    kwargs = dict(model=CHAT_MODEL, messages=PROMPT, temperature=0, max_tokens=24, seed=0)
-    in_vm = booted.client().chat.completions.create(**kwargs).choices[0].message.content
-    host = start_server(avx2_store, tmp_path / "state")
-    try:
-        on_host = OpenAI(base_url=f"{host.url}/v1", api_key=host.key, max_retries=0).chat.completions.create(**kwargs)
-    finally:
-        stop_server(host)
-    assert in_vm and in_vm == on_host.choices[0].message.content
+    manifest = json.loads((avx2_store / CHAT_MODEL / "manifest.json").read_text())
+    golden = manifest["golden"]
+    assert golden["computed_on"] == f"qemu-x86_64 -cpu {TCG_CPU}"
+    from tokenizers import Tokenizer
+
+    expected = Tokenizer.from_file(str(avx2_store / CHAT_MODEL / manifest["tokenizer"])).decode(
+        golden["expected_tokens"], skip_special_tokens=True)
+    answer = booted.client().chat.completions.create(model=CHAT_MODEL, messages=golden["messages"], temperature=0,
+                                                     max_tokens=len(golden["expected_tokens"]), seed=0)
+    assert answer.choices[0].message.content == expected
 
 
 def test_console_setup_with_the_code_from_the_serial_console(booted):
@@ -254,9 +255,10 @@ def test_systemd_restarts_a_killed_server_and_the_monitor_records_it(booted):
     vm.shell(f"kill -9 {props['MainPID']}")
 
     def restarted() -> bool:
+        """A new server process: starting (verifying the store and self-testing takes minutes under TCG) or up."""
         _, out = vm.shell("systemctl show appliance-server -p ActiveState -p MainPID")
         now = dict(line.split("=", 1) for line in out.split() if "=" in line)
-        return now["ActiveState"] == "active" and now["MainPID"] not in ("0", props["MainPID"])
+        return now["ActiveState"] in ("activating", "active") and now["MainPID"] not in ("0", props["MainPID"])
 
     wait_until(restarted, timeout=300, interval=1, what="systemd to restart the killed server")
     count, reason = booted.restarts()

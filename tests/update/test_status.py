@@ -22,3 +22,12 @@ def test_a_slot_booted_on_its_last_try_is_still_on_trial(box):
     assert (b.booted, b.state, b.tries_left) == (True, SlotState.TRYING, 0)
     box.boot("a")
     assert read_status(box.disk, box.state_dir).slots[1].state is SlotState.BAD
+
+
+def test_the_running_version_is_the_roots_release_or_the_package_version(box):
+    from appliance import __version__
+    from appliance.update.status import running_version
+
+    assert running_version(box.disk) == "0.1.0"
+    box.disk.release_file.unlink()
+    assert running_version(box.disk) == __version__

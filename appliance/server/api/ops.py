@@ -17,6 +17,7 @@ from appliance.auth.keys import KeyRecord
 from appliance.server.auth import require_key
 from appliance.server.openai_errors import error_responses
 from appliance.health.history import snapshot
+from appliance.update.status import running_version
 
 router = APIRouter()
 
@@ -51,7 +52,7 @@ async def readyz(request: Request) -> Response:
     await require_key(request)
     rt = request.app.state.runtime
     body = {"ready": rt.ready, "state": rt.state, "reason": rt.reason, "models": rt.model_ids(),
-            "store": rt.store_info, "ready_seconds": rt.ready_seconds}
+            "store": rt.store_info, "ready_seconds": rt.ready_seconds, "version": running_version()}
     return JSONResponse(body, status_code=200 if rt.ready else 503)
 
 
