@@ -209,11 +209,14 @@ def failover(boxes: list[Box], router: Router, clients: int = 4, timeout: float 
         b.proc.wait()
         wait(lambda: sum(1 for s, _, _ in log if s > killed) >= 20, 120, "requests after the kill")
         failures_before = views[-1][1].get("cb_outcomes_total_failure", 0)
+        sent_before = views[-1][1].get("processed_requests_total", 0)
         restarted = time.monotonic()
         b.start()
         ready = wait(b.ready, 120, "the restarted box")
         served = b.chats()
         back = wait(lambda: b.chats() > served, timeout, "a request on the restarted box")
+        seen = len(views)
+        wait(lambda: any(v.get("cb_state") == 0 for _, v in views[seen - 1:]), 10, "the router to close the breaker")
     finally:
         stop.set()
         for t in threads:
@@ -236,6 +239,8 @@ def failover(boxes: list[Box], router: Router, clients: int = 4, timeout: float 
                 "restarted": round(restarted - killed, 2),
                 "ready": round(ready - killed, 2),
                 "probes_took_it_back": first(restarted, lambda v: v.get("worker_health") == 1),
+                "first_request_sent_to_it_again": first(
+                    restarted, lambda v: v.get("processed_requests_total", 0) > sent_before),
                 "first_request_served_again": round(back - killed, 2),
                 "breaker_closed": first(restarted, lambda v: v.get("cb_state") == 0)},
             "ready_after_restart_s": round(ready - restarted, 2),
