@@ -87,8 +87,9 @@ def boxes(default_store, tmp_path_factory, ca):
     a = start_box(default_store, state / "a", ca, "box-a")
     b = start_box(default_store, state / "b", ca, "box-b")
     import_key(b, a.key)  # one client key, accepted by both boxes
-    yield [a, b]
-    for box in (a, b):
+    pair = [a, b]
+    yield pair
+    for box in pair:  # the failover test replaces b with its restarted process
         stop_server(box)
 
 
