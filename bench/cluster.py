@@ -6,15 +6,21 @@
 * prefix routing: multi-turn chats (an odd number of conversations, so
   round-robin moves each conversation between the boxes every turn), TTFT
   of the later turns under cache_aware and under round_robin;
-* failover: sequential requests through the router while one box is
-  killed with SIGKILL and restarted; failed requests, the slowest request
-  spanning the kill (the retries' cost), and when the restarted box is
-  ready and first served a request again.
+* failover: four clients, each sending one request after another, through
+  the router while one box is killed with SIGKILL and restarted; failed
+  requests, the slowest request spanning the kill (the retries' cost), and
+  a timeline from the kill: when the router's breaker opened and its
+  probes took the box out, the last request the router tried on it, the
+  restart, the box ready, the router's probes taking it back, and the
+  first request it served again. Four clients, not one: cache_aware gives
+  a new prompt to the least-busy box and every tie to the same box, so
+  one client alone sends everything to one box, which is the killed one
+  in only about half the router starts.
 
 Both boxes share one machine's cores, so nothing here is a throughput
-figure: requests are sent one at a time. Plain HTTP on loopback (the
-boxes' TLS would add the same handshake to both paths). Results:
-bench/results/cluster-<UTC date>.json.
+figure: requests are sent one at a time (four clients in failover).
+Plain HTTP on loopback (the boxes' TLS would add the same handshake to
+both paths). Results: bench/results/cluster-<UTC date>.json.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import count
 from pathlib import Path
 
 import httpx
@@ -84,14 +91,27 @@ class Box:
         return 0.0
 
 
-def start_router(boxes: list[Box], policy: str, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "cluster", *(b.url for b in boxes), "--port", str(port),
-                             "--metrics-port", str(free_port()), "--policy", policy, "--health-interval", "1",
-                             "--log-level", "warning"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 60, f"the {policy} router")
-    return proc, url
+class Router:
+    def __init__(self, boxes: list[Box], policy: str, log: Path):
+        port, metrics_port = free_port(), free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "cluster", *(b.url for b in boxes), "--port",
+                                      str(port), "--metrics-port", str(metrics_port), "--policy", policy,
+                                      "--health-interval", "1", "--log-level", "warning"],
+                                     cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.url, self.metrics_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
+        wait(lambda: httpx.get(f"{self.url}/health", timeout=2).status_code == 200, 60, f"the {policy} router")
+
+    def view_of(self, box: Box) -> dict[str, float]:
+        """The router's own metrics about one box: breaker state (0 closed, 1 open), health, request outcomes."""
+        seen: dict[str, float] = {}
+        for line in httpx.get(self.metrics_url, timeout=5).text.splitlines():
+            if f'worker="{box.url}"' not in line:
+                continue
+            name = line.split("{")[0].removeprefix("vllm_router_")
+            if name == "cb_outcomes_total":
+                name += "_" + line.split('outcome="')[1].split('"')[0]
+            seen[name] = float(line.rpartition(" ")[2])
+        return seen
 
 
 def stream(url: str, key: str, messages: list[dict], max_tokens: int) -> tuple[float, list[float], str]:
@@ -150,47 +170,82 @@ def prefix_routing(key: str, router: str, conversations: int, turns: int) -> dic
     return {"first_turn_ttft": summary(first), "later_turns_ttft": summary(later)}
 
 
-def failover(boxes: list[Box], router: str, requests: int) -> dict:
+def failover(boxes: list[Box], router: Router, clients: int = 4, timeout: float = 120) -> dict:
     a, b = boxes
     log: list[tuple[float, float, bool]] = []
+    views: list[tuple[float, dict[str, float]]] = []
     stop = threading.Event()
+    numbers = count()
 
     def load() -> None:
-        i = 0
-        while not stop.is_set() and i < requests:
+        while not stop.is_set():
             start = time.monotonic()
             try:
-                r = httpx.post(f"{router}/v1/chat/completions", timeout=120,
+                r = httpx.post(f"{router.url}/v1/chat/completions", timeout=120,
                                headers={"Authorization": f"Bearer {a.key}"},
-                               json={"model": MODEL, "max_tokens": 8,
-                                     "messages": [{"role": "user", "content": f"Failover {i}: a colour?"}]})
+                               json={"model": MODEL, "max_tokens": 8, "messages": [
+                                   {"role": "user", "content": f"Failover {next(numbers)}: a colour?"}]})
                 ok = r.status_code == 200
             except httpx.HTTPError:
                 ok = False
             log.append((start, time.monotonic(), ok))
-            i += 1
 
-    worker = threading.Thread(target=load)
-    worker.start()
-    wait(lambda: len(log) >= 5, 60, "the load")
-    killed = time.monotonic()
-    os.kill(b.proc.pid, signal.SIGKILL)
-    b.proc.wait()
-    wait(lambda: sum(1 for s, _, _ in log if s > killed) >= 10, 120, "requests after the kill")
-    restarted = time.monotonic()
-    b.start()
-    ready = wait(b.ready, 120, "the restarted box")
-    served = b.chats()
-    back = wait(lambda: b.chats() > served, 120, "a request on the restarted box")
-    stop.set()
-    worker.join()
+    def watch() -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            try:
+                views.append((now, router.view_of(b)))
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=load) for _ in range(clients)] + [threading.Thread(target=watch)]
+    for t in threads:
+        t.start()
+    try:
+        wait(lambda: len(log) >= 10, 60, "the load")
+        killed = time.monotonic()
+        os.kill(b.proc.pid, signal.SIGKILL)
+        b.proc.wait()
+        wait(lambda: sum(1 for s, _, _ in log if s > killed) >= 20, 120, "requests after the kill")
+        failures_before = views[-1][1].get("cb_outcomes_total_failure", 0)
+        sent_before = views[-1][1].get("processed_requests_total", 0)
+        restarted = time.monotonic()
+        b.start()
+        ready = wait(b.ready, 120, "the restarted box")
+        served = b.chats()
+        back = wait(lambda: b.chats() > served, timeout, "a request on the restarted box")
+        seen = len(views)
+        wait(lambda: any(v.get("cb_state") == 0 for _, v in views[seen - 1:]), 10, "the router to close the breaker")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+    def first(after: float, pred) -> float | None:
+        return next((round(t - killed, 2) for t, v in views if t >= after and pred(v)), None)
+
+    failures = [(t, v["cb_outcomes_total_failure"]) for t, v in views
+                if killed <= t <= restarted and "cb_outcomes_total_failure" in v]
+    last_try = next((t for t, n in failures if n == failures_before), None)
     spanning = [end - start for start, end, _ in log if start <= killed + 3 and end >= killed]
-    return {"requests": len(log), "failed": sum(1 for *_, ok in log if not ok),
+    return {"clients": clients, "requests": len(log), "failed": sum(1 for *_, ok in log if not ok),
             "slowest_request_spanning_the_kill_s": round(max(spanning), 3) if spanning else None,
             "median_request_s": round(sorted(e - s for s, e, _ in log)[len(log) // 2], 3),
-            "restart_after_kill_s": round(restarted - killed, 3),
-            "ready_after_restart_s": round(ready - restarted, 3),
-            "first_request_on_it_after_ready_s": round(back - ready, 3)}
+            "timeline_after_kill_s": {
+                "breaker_open": first(killed, lambda v: v.get("cb_state") == 1),
+                "probes_took_it_out": first(killed, lambda v: v.get("worker_health") == 0),
+                "last_request_tried_on_it": round(last_try - killed, 2) if last_try is not None else None,
+                "restarted": round(restarted - killed, 2),
+                "ready": round(ready - killed, 2),
+                "probes_took_it_back": first(restarted, lambda v: v.get("worker_health") == 1),
+                "first_request_sent_to_it_again": first(
+                    restarted, lambda v: v.get("processed_requests_total", 0) > sent_before),
+                "first_request_served_again": round(back - killed, 2),
+                "breaker_closed": first(restarted, lambda v: v.get("cb_state") == 0)},
+            "ready_after_restart_s": round(ready - restarted, 2),
+            "back_in_rotation_after_ready_s": round(back - ready, 2),
+            "sampled_every_s": 0.1}
 
 
 def main() -> None:
@@ -215,22 +270,23 @@ def main() -> None:
                         "setup": {"boxes": 2, "router": "vllm-router 0.1.17 via `appliance cluster`", "model": MODEL,
                                   "transport": "plain HTTP on loopback", "store": str(args.store),
                                   "note": "both boxes and the router share one machine's cores; requests are sent "
-                                          "one at a time, so no throughput is claimed"}}
-        router, url = start_router(boxes, "cache_aware", args.work / stamp / "router-cache_aware.log")
-        procs.append(router)
+                                          "one at a time (failover: four clients), so no throughput is claimed"}}
+        router = Router(boxes, "cache_aware", args.work / stamp / "router-cache_aware.log")
+        procs.append(router.proc)
+        url = router.url
         result["overhead"] = overhead(boxes[0], url, args.requests)
         print(json.dumps(result["overhead"], indent=1), flush=True)
         result["prefix_routing"] = {"cache_aware": prefix_routing(boxes[0].key, url, args.conversations, args.turns)}
-        rr, rr_url = start_router(boxes, "round_robin", args.work / stamp / "router-round_robin.log")
-        procs.append(rr)
-        result["prefix_routing"]["round_robin"] = prefix_routing(boxes[0].key, rr_url, args.conversations, args.turns)
+        rr = Router(boxes, "round_robin", args.work / stamp / "router-round_robin.log")
+        procs.append(rr.proc)
+        result["prefix_routing"]["round_robin"] = prefix_routing(boxes[0].key, rr.url, args.conversations, args.turns)
         ca = result["prefix_routing"]["cache_aware"]["later_turns_ttft"]["p50_ms"]
         robin = result["prefix_routing"]["round_robin"]["later_turns_ttft"]["p50_ms"]
         result["prefix_routing"]["later_turns_ttft_p50_gain"] = round(robin / ca, 2) if ca else None
         print(json.dumps(result["prefix_routing"], indent=1), flush=True)
-        rr.terminate()
-        rr.wait(10)
-        result["failover"] = failover(boxes, url, 400)
+        rr.proc.terminate()
+        rr.proc.wait(10)
+        result["failover"] = failover(boxes, router)
         print(json.dumps(result["failover"], indent=1), flush=True)
         print(write_result("cluster", result, args.out))
     finally:

@@ -22,7 +22,9 @@ class ClusterSettings(BoxSettings):
     metrics_port: int = Field(29000, ge=1, le=65535, description="port of the router's own Prometheus metrics "
                                                                  "(on 127.0.0.1)")
     policy: Policy = Field("cache_aware", description="how a request picks a box: cache_aware sends a prompt to the "
-                                                      "box that saw its longest prefix (a chat's turns stay together)")
+                                                      "box that saw its longest prefix (a chat's turns stay together) "
+                                                      "and a new one to the least busy box, ties always to the same "
+                                                      "box; round_robin spreads one-at-a-time traffic")
     ca: Path | None = Field(None, description="PEM file of the CA that signed the boxes' certificates (the one the "
                                               "admin uploaded on each box's settings page), or the boxes' own "
                                               "self-signed cert.pem files concatenated")
@@ -35,7 +37,8 @@ class ClusterSettings(BoxSettings):
                                                "the seconds a dead box takes to be taken out")
     breaker_failures: int = Field(2, ge=1, description="failed requests in a row that take a box out at once, "
                                                        "before its probes do")
-    breaker_seconds: int = Field(10, ge=1, description="seconds such a box stays out before one request tries it")
+    breaker_seconds: int = Field(10, ge=1, description="seconds such a box stays out before requests may try it "
+                                                       "again; the first that succeeds brings it back")
     startup_timeout: int = Field(300, ge=1, description="seconds the router waits at start for a first ready box")
 
     @classmethod
