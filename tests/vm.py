@@ -43,6 +43,7 @@ class Vm:
     mode: str = "uefi"  # "uefi" (OVMF, TCG) or "kvm" (direct kernel boot)
     memory_mb: int = 3072
     port: int = field(default_factory=free_port)
+    drives: dict[str, Path] = field(default_factory=dict)  # read-only extra disks: /dev/disk/by-id/virtio-NAME
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     _serial: socket.socket | None = None
@@ -72,6 +73,9 @@ class Vm:
                "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{self.port}-:8443",
                "-chardev", f"socket,id=ser0,path={serial},server=on,wait=off,logfile={self.serial_log},logappend=on",
                "-serial", "chardev:ser0", "-rtc", "base=utc"]
+        for i, (name, path) in enumerate(self.drives.items()):
+            cmd += ["-drive", f"if=none,id=extra{i},file={path},format=raw,readonly=on",
+                    "-device", f"virtio-blk-pci,drive=extra{i},serial={name}"]
         if self.mode == "kvm":
             cmd += ["-enable-kvm", "-cpu", "host", "-kernel", str(self.image_dir / "vmlinuz"),
                     "-initrd", str(self.image_dir / "initrd.img"), "-append", report["kernel_cmdline"]]

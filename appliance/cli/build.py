@@ -50,13 +50,15 @@ def image(
                                      "console, for the VM tests; never ship such an image"),
     version: str | None = typer.Option(None, "--version", help="release version (PEP 440; default: the package "
                                        "version + git commit)", callback=_version),
+    slot_mib: int = typer.Option(0, "--slot-mib", min=0, help="size of each root slot, for updates bigger than "
+                                 "this root (default: this root + 8 %, which keeps the default image under 1 GiB)"),
 ) -> None:
     """Debian packages + runtime wheels + store -> bootable GPT disk image (ESP, root A, root B, data)."""
     box = load_spec(spec)
     from appliance.factory.image.build import build_image
 
     build_image(box, out, store, signing_key, diagnostics_key=diagnostics_key, cache=cache, test_access=test_access,
-                version=version)
+                version=version, slot_bytes=slot_mib * 2**20)
 
 
 @app.command("update")

@@ -4,10 +4,8 @@ and state that survives a reboot on a read-only root. Marker `image`; `.ci/run` 
 Every boot here is UEFI (OVMF, systemd-boot from the disk) under TCG: these machines' nested hypervisor (PVM)
 runs only kernels built for it, so KVM cannot start a stock Debian kernel (see tests/vm.py). TCG has AVX2 and no
 AVX-512, so the functional image carries a store built for the AVX2 profile (avx2-chat.toml), while the image as
-shipped (default spec, AVX-512 store) must boot and refuse its store with the reason on the console.
-
-Set APPLIANCE_TEST_IMAGE (built with --test-access from avx2-chat.toml), APPLIANCE_TEST_SHIPPED_IMAGE (built from
-appliance.toml without it) and APPLIANCE_TEST_AVX2_STORE to reuse what was already built from this checkout.
+shipped (default spec, AVX-512 store) must boot and refuse its store with the reason on the console. The images
+are built in images.py.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +22,8 @@ import httpx
 import pytest
 
 from conftest import CHAT_MODEL, needs_root
+import images
+from images import avx2_store, shipped_image, vm_image  # noqa: F401  (fixtures)
 from vm import TCG_CPU, Vm
 from wait import wait_until
 
@@ -35,71 +34,18 @@ ARTIFACTS = REPO / "test-artifacts" / "image"
 SKU_REFUSAL = r"appliance: not serving: .{0,300}?engines were built for SKU cpu-x86_64-avx512, and this host does not match it"
 
 
-AVX2_SPEC = Path(__file__).with_name("avx2-chat.toml")
-
-
-def _appliance(*args: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-
-@pytest.fixture(scope="session")
-def avx2_store(tmp_path_factory) -> Path:
-    if os.environ.get("APPLIANCE_TEST_AVX2_STORE"):
-        return Path(os.environ["APPLIANCE_TEST_AVX2_STORE"])
-    out = tmp_path_factory.mktemp("avx2-store") / "store"
-    _appliance("build", "models", "--spec", str(AVX2_SPEC), "--out", str(out))
-    return out
-
-
-@pytest.fixture(scope="session")
-def vm_image(avx2_store, tmp_path_factory) -> Path:
-    if os.environ.get("APPLIANCE_TEST_IMAGE"):
-        return Path(os.environ["APPLIANCE_TEST_IMAGE"])
-    out = tmp_path_factory.mktemp("image-test")
-    _appliance("build", "image", "--spec", str(AVX2_SPEC), "--out", str(out), "--store", str(avx2_store),
-               "--test-access")
-    return out
-
-
-@pytest.fixture(scope="session")
-def shipped_image(default_store, tmp_path_factory) -> Path:
-    if os.environ.get("APPLIANCE_TEST_SHIPPED_IMAGE"):
-        return Path(os.environ["APPLIANCE_TEST_SHIPPED_IMAGE"])
-    out = tmp_path_factory.mktemp("image-shipped")
-    _appliance("build", "image", "--spec", str(REPO / "appliance.toml"), "--out", str(out), "--store",
-               str(default_store))
-    return out
-
-
-def _report(image: Path) -> dict:
-    return json.loads((image / "report.json").read_text())
-
-
-def _partition(image: Path, label: str, out: Path) -> Path:
-    p = next(p for p in _report(image)["partitions"] if p["label"] == label)
-    with (image / "appliance.raw").open("rb") as src, out.open("wb") as dst:
-        src.seek(p["offset"])
-        remaining = p["size"]
-        while remaining:
-            block = src.read(min(remaining, 1 << 22))
-            dst.write(block)
-            remaining -= len(block)
-    return out
-
-
 def test_shipped_image_has_no_door_and_fits(shipped_image, tmp_path):
     """No root shell, no way to edit the kernel command line at boot, root locked; within the 1 GiB target."""
-    report = _report(shipped_image)
+    report = images.report(shipped_image)
     assert report["test_access"] is False
-    root = _partition(shipped_image, "root-a", tmp_path / "root.squashfs")
+    root = images.partition(shipped_image, "root-a", tmp_path / "root.squashfs")
     listing = subprocess.run(["unsquashfs", "-l", str(root)], capture_output=True, text=True, check=True).stdout
     assert "opt/appliance/store/index.json" in listing and "etc/appliance/vendor.pub" in listing
     assert "autologin" not in listing and "sshd" not in listing
     shadow = subprocess.run(["unsquashfs", "-cat", str(root), "etc/shadow"], capture_output=True, text=True,
                             check=True).stdout
     assert re.search(r"^root:[*!]", shadow, re.M), "root must have no password on a shipped image"
-    esp = _partition(shipped_image, "esp", tmp_path / "esp.vfat")
+    esp = images.partition(shipped_image, "esp", tmp_path / "esp.vfat")
     loader = subprocess.run(["mtype", "-i", str(esp), "::/loader/loader.conf"], capture_output=True, text=True,
                             check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
     assert "editor no" in loader
@@ -110,7 +56,7 @@ def test_shipped_image_has_no_door_and_fits(shipped_image, tmp_path):
 
 def test_images_carry_their_store_and_the_same_packages(vm_image, shipped_image, default_store, avx2_store):
     """Each image carries exactly the store it was given; one recipe gives one package list, whatever the spec."""
-    a, b = _report(vm_image), _report(shipped_image)
+    a, b = images.report(vm_image), images.report(shipped_image)
     assert a["store_digest"] == hashlib.sha256((avx2_store / "index.json").read_bytes()).hexdigest()
     assert b["store_digest"] == hashlib.sha256((default_store / "index.json").read_bytes()).hexdigest()
     assert a["debian_packages"] == b["debian_packages"] and a["python_packages"] == b["python_packages"]
@@ -167,9 +113,7 @@ class Booted:
         return int(m.group(1)), m.group(2)
 
     def require_serving(self) -> None:
-        if self.not_serving:
-            pytest.skip(f"this VM cannot serve the store ({self.not_serving}); qemu's TCG here shows the guest no "
-                        "AVX2 even when asked for it")
+        assert not self.not_serving, f"the VM refused its AVX2 store: {self.not_serving}"
 
 
 def _status(url: str, path: str, key: str = "") -> int:

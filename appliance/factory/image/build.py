@@ -38,7 +38,7 @@ def default_cache() -> Path:
 
 def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key: Path | None, *,
                 diagnostics_key: Path | None = None, cache: Path | None = None, test_access: bool = False,
-                version: str | None = None, console: Console | None = None) -> BuildReport:
+                version: str | None = None, slot_bytes: int = 0, console: Console | None = None) -> BuildReport:
     console = console or Console(stderr=True)
     require_tools()
     recipe = Recipe.load()
@@ -108,7 +108,7 @@ def build_image(spec: ApplianceSpec, out: Path, store: Path | None, signing_key:
             with stage("disk", "GPT disk (systemd-repart), qcow2, SHA256SUMS"):
                 defs = disk.definitions(recipe.dir, work / "repart.d", {
                     "ESP_IMAGE": str(esp_img), "ROOT_IMAGE": str(root_img), "DATA_IMAGE": str(data_img),
-                    "ROOT_SLOT_BYTES": str(disk.slot_bytes(root_img)),
+                    "ROOT_SLOT_BYTES": str(disk.slot_bytes(root_img, slot_bytes)),
                     "ROOT_A_UUID": uuids["root-a"], "ROOT_B_UUID": uuids["root-b"], "DATA_UUID": uuids["data"]})
                 partitions = disk.assemble(defs, out / RAW, recipe.partition_uuid(spec.box.name, "disk"))
                 disk.qcow2(out / RAW, out / QCOW2)

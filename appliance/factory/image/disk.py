@@ -14,8 +14,9 @@ SLOT_ALIGN = 8 * 2**20
 SLOT_HEADROOM = 1.08
 
 
-def slot_bytes(root_image: Path) -> int:
-    want = int(root_image.stat().st_size * SLOT_HEADROOM)
+def slot_bytes(root_image: Path, at_least: int = 0) -> int:
+    """Each root slot: this root plus headroom, or more where the vendor reserves room for bigger updates."""
+    want = max(int(root_image.stat().st_size * SLOT_HEADROOM), at_least)
     return -(-want // SLOT_ALIGN) * SLOT_ALIGN
 
 

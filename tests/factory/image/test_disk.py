@@ -27,6 +27,13 @@ def test_slot_size_leaves_room_and_is_aligned(tmp_path):
     assert size % disk.SLOT_ALIGN == 0 and size >= 100 * 2**20 * disk.SLOT_HEADROOM
 
 
+def test_a_vendor_may_reserve_bigger_slots_but_never_smaller_than_the_root(tmp_path):
+    img = tmp_path / "root.squashfs"
+    img.write_bytes(b"\0" * (100 * 2**20))
+    assert disk.slot_bytes(img, 448 * 2**20) == 448 * 2**20
+    assert disk.slot_bytes(img, 50 * 2**20) == disk.slot_bytes(img)
+
+
 @needs_repart
 def test_repart_lays_out_esp_two_slots_and_data(tmp_path):
     (tmp_path / "rootdir/etc").mkdir(parents=True)
