@@ -69,7 +69,8 @@ class Vm:
         report = json.loads((self.image_dir / "report.json").read_text())
         serial = self.work / "serial.sock"
         cmd = ["qemu-system-x86_64", "-m", str(self.memory_mb), "-smp", "2", "-nographic", "-nodefaults",
-               "-drive", f"file={self.work / 'disk.qcow2'},if=virtio,format=qcow2",
+               "-drive", f"file={self.work / 'disk.qcow2'},if=none,id=disk0,format=qcow2",
+               "-device", "virtio-blk-pci,drive=disk0,bootindex=0",
                "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{self.port}-:8443",
                "-chardev", f"socket,id=ser0,path={serial},server=on,wait=off,logfile={self.serial_log},logappend=on",
                "-serial", "chardev:ser0", "-rtc", "base=utc"]
@@ -131,9 +132,10 @@ class Vm:
         m = self.wait_console(rf"__B{n}__\r?\n(.*?)__E{n}__ (\d+)", timeout, since=start)
         return int(m.group(2)), m.group(1).replace("\r", "")
 
-    def login_shell(self, timeout: float = 120) -> None:
-        """The test image logs root in on ttyS0 by itself; make the shell quiet and line-oriented."""
-        self.wait_console(r"root@appliance", timeout)
+    def login_shell(self, timeout: float = 120, since: int = 0) -> None:
+        """The test image logs root in on ttyS0 by itself; make the shell quiet and line-oriented. After a reboot,
+        pass where the console stood before it (`since`), or the last boot's prompt would do."""
+        self.wait_console(r"root@appliance", timeout, since=since)
         self._serial.sendall(b"stty -echo; export TERM=dumb PS1='# '; dmesg -n 1\n")
         self.shell("true")
 
