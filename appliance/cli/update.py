@@ -100,14 +100,21 @@ def status(settings: BoxSettings,
 
 
 @app.command("boot-check")
-@with_state_dir
-def check_boot(settings: BoxSettings,
-               deadline: Annotated[float, typer.Option("--deadline", help="seconds a slot on trial has to become "
-                                                       "ready")] = 600.0) -> None:
+def check_boot(
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="state directory")] = Path("/var/lib/appliance"),
+    deadline: Annotated[float, typer.Option("--deadline", help="seconds a slot on trial has to become ready")] = 600.0,
+) -> None:
     """On a trial boot: exit 0 when the server is ready in time (the slot is then blessed), 1 otherwise (the unit
-    reboots, and the tries run down). On any other boot: note how the last update ended."""
-    server_settings = load_settings(Settings, state_dir=settings.state_dir)
-    server = SystemdServer(server_settings.local_url(), settings.tls_dir / "cert.pem")
-    verdict = boot_check(Disk(), settings.state_dir, settings.health_db, server, deadline=deadline)
+    reboots, and the tries run down). On any other boot: note how the last update ended, and always exit 0.
+
+    Nothing is loaded before it knows which boot this is (not even the settings), because a failure on an
+    ordinary boot would reboot the box."""
+
+    def server() -> SystemdServer:
+        settings = load_settings(Settings, state_dir=state_dir)
+        return SystemdServer(settings.local_url(), settings.tls_dir / "cert.pem")
+
+    health_db = BoxSettings.model_construct(state_dir=state_dir).health_db
+    verdict = boot_check(Disk(), state_dir, health_db, server, deadline=deadline)
     typer.echo(f"appliance: boot check: {verdict.line}")
     raise typer.Exit(0 if verdict.passed else 1)

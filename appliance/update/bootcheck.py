@@ -13,13 +13,15 @@ import os
 import ssl
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import httpx
 
+from appliance.errors import UpdateError
 from appliance.health.history import History
 from appliance.update import record, slots
 from appliance.update.record import Outcome
@@ -75,18 +77,26 @@ def drop_privileges(state_dir: Path) -> None:
         os.setuid(owner.st_uid)
 
 
-def boot_check(disk: Disk, state_dir: Path, health_db: Path, server: Server, *, deadline: float,
+def boot_check(disk: Disk, state_dir: Path, health_db: Path, server: Callable[[], Server], *, deadline: float,
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                drop: Callable[[Path], None] = drop_privileges) -> Verdict:
-    booted = disk.booted()
-    mine, theirs = slots.entry_of(disk.esp, booted), slots.entry_of(disk.esp, slots.other(booted))
+    try:
+        booted = disk.booted()
+        mine, theirs = slots.entry_of(disk.esp, booted), slots.entry_of(disk.esp, slots.other(booted))
+    except (UpdateError, OSError) as exc:  # never a reason to reboot: only a slot on trial may fail this check
+        return Verdict(True, f"not a trial boot ({exc})")
+    trial = mine is not None and mine.tries_left is not None  # on its last try a trial entry reads +0 while booted
+    if not trial:
+        try:
+            drop(state_dir)
+            with _history(health_db) as history:
+                return Verdict(True, _settle(state_dir, history, record.load(state_dir), booted, mine, theirs))
+        except Exception as exc:  # noqa: BLE001  an ordinary boot must never be failed (and rebooted) by this
+            return Verdict(True, f"not a trial boot; could not record the last update's outcome: {exc}")
     drop(state_dir)
     last = record.load(state_dir)
-    history = History(health_db)
-    try:
-        if mine is None or mine.tries_left is None:  # on its last try a trial entry reads +0 while booted
-            return Verdict(True, _settle(state_dir, history, last, booted, mine, theirs))
-        verdict = _trial(server, mine, deadline, clock, sleep)
+    with _history(health_db) as history:
+        verdict = _trial(server(), mine, deadline, clock, sleep)
         history.action(HISTORY_NAME, verdict.line)
         if last is not None and last.slot == booted and last.outcome is Outcome.PENDING:
             if verdict.passed:
@@ -95,6 +105,13 @@ def boot_check(disk: Disk, state_dir: Path, health_db: Path, server: Server, *, 
                 last.attempts.append(verdict.line)
                 record.save(state_dir, last)
         return verdict
+
+
+@contextmanager
+def _history(path: Path) -> Iterator[History]:
+    history = History(path)
+    try:
+        yield history
     finally:
         history.close()
 

@@ -225,11 +225,14 @@ async def collect(jobs: list[Job], request: Request) -> list[Job]:
                 t.cancel()
     if work in done:
         work.result()
-    else:
-        for job in jobs:
-            job.cancel()
-            job._charge()
-    return jobs
+        return jobs
+    for job in jobs:
+        job.cancel()
+        job._charge()
+    # Nobody is left to read an answer (the client went away, or the server is stopping): end the request
+    # with an error rather than build a response from jobs that never finished.
+    raise ApiError(503, "the request was cancelled before it finished: the client disconnected or the server is "
+                   "shutting down; send it again", code="request_cancelled")
 
 
 async def merged(streams: list[AsyncIterator[T]]) -> AsyncIterator[T]:
