@@ -107,3 +107,27 @@ def test_logprobs_are_released_with_their_text_and_never_past_a_stop_string(byte
         released += toks
         assert text_so_far.startswith(byte_tokenizer.decode(released))
     assert [t.offset for t in job.tokens[:3]] == [0, 1, 2]
+
+
+def test_a_request_whose_client_went_away_ends_in_a_503_and_is_charged_once(byte_tokenizer):
+    """collect() on a job that never finishes (the server stopping, or the client gone) must not build an answer."""
+    from appliance.server.api.generation import collect
+
+    async def go():
+        gen = Generation([1, 2, 3], 100, SamplingParams(), asyncio.get_running_loop())
+        gen.events.put_nowait(TokenEvent(byte_tokenizer.encode("a")[0]))
+        model = types.SimpleNamespace(id="m", tokenizer=byte_tokenizer,
+                                      scheduler=types.SimpleNamespace(wake=lambda: None))
+        keys = Keys()
+        job = Job(model, gen, [], keys, types.SimpleNamespace(id="k1"), "cmpl-1")
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        with pytest.raises(ApiError) as ei:
+            await collect([job], types.SimpleNamespace(receive=receive))
+        return ei.value, job, keys, gen
+
+    error, job, keys, gen = asyncio.run(go())
+    assert error.status == 503 and "cancelled before it finished" in error.message
+    assert gen.cancelled and job.finish_reason is None and len(keys.charged) == 1
