@@ -42,6 +42,7 @@ class Entry:
     slot: str
     tries_left: int | None
     tries_done: int
+    version: str  # read when the entry is listed: the ESP is root's alone, and the boot check then drops root
 
     @property
     def state(self) -> SlotState:
@@ -49,13 +50,6 @@ class Entry:
             return SlotState.GOOD
         return SlotState.BAD if self.tries_left == 0 else SlotState.TRYING
 
-    @property
-    def version(self) -> str:
-        for line in self.path.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "version":
-                return value.strip()
-        return ""
 
 
 def kernel_cmdline(root_partuuid: str, slot: str) -> str:
@@ -80,9 +74,17 @@ def entries(esp: Path) -> list[Entry]:
     for path in directory.iterdir() if directory.is_dir() else ():
         m = _ENTRY.match(path.name)
         if m:
-            found.append(Entry(path, int(m["gen"]), m["slot"],
-                               int(m["left"]) if m["left"] is not None else None, int(m["done"] or 0)))
+            found.append(Entry(path, int(m["gen"]), m["slot"], int(m["left"]) if m["left"] is not None else None,
+                               int(m["done"] or 0), _version(path)))
     return sorted(found, key=lambda e: e.generation, reverse=True)
+
+
+def _version(path: Path) -> str:
+    for line in path.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "version":
+            return value.strip()
+    return ""
 
 
 def entry_of(esp: Path, slot: str) -> Entry | None:

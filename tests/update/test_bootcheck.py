@@ -102,3 +102,19 @@ def test_a_failure_to_record_on_an_ordinary_boot_does_not_fail_it(box):
     (box.state_dir / "health.sqlite").mkdir()  # the history cannot be opened
     verdict = _check(box, FakeServer())
     assert verdict.passed and "could not record" in verdict.line
+
+
+def test_a_trial_reads_everything_it_needs_from_the_esp_before_dropping_root(box):
+    """The ESP is root's alone on the box: after the drop, the entry must not be read again."""
+    apply(box.bundle(), box.disk, box.state_dir, box.key.public_key())
+    _trial_boot(box, 2, 1)
+    server = FakeServer(ready_after=0.0)
+
+    def drop(_):
+        for entry in (box.disk.esp / "loader/entries").iterdir():
+            entry.chmod(0)
+            entry.rename(entry.with_name(entry.name + ".gone"))
+
+    verdict = boot_check(box.disk, box.state_dir, box.state_dir / "health.sqlite", lambda: server, deadline=60.0,
+                         clock=lambda: 0.0, sleep=lambda _: None, drop=drop)
+    assert verdict.passed and "slot B (0.2.0) on trial, boot 1 of 3" in verdict.line
