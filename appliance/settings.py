@@ -35,7 +35,8 @@ def _origins(origins: list[str]) -> list[str]:
     return origins
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address: where plain HTTP never crosses the LAN."""
     if host == "localhost":
         return True
     try:
@@ -54,7 +55,7 @@ def _vendor_url(url: str | None, info: ValidationInfo) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the vendor URL must look like https://vendor.example/phone-home")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError("the vendor URL must use https (plain http only to a loopback address)")
     if parts.username or parts.password:
         raise ValueError("the vendor URL must not carry a user name or password")

@@ -6,12 +6,12 @@ import asyncio
 import json
 import logging
 import os
-from datetime import datetime
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from appliance.cli.display import local_time
 from appliance.cli.options import settings_command
 from appliance.settings import PHONE_HOME_FIELDS, BoxSettings
 from healthcheck.settings import HealthSettings
@@ -19,10 +19,6 @@ from healthcheck.settings import HealthSettings
 app = typer.Typer(help="Health state, history and the monitor.", invoke_without_command=True)
 
 _COLOR = {"ok": "green", "degraded": "yellow", "failed": "red", "unknown": "white"}
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 @app.callback()
@@ -54,22 +50,22 @@ def show(
     restarts = snap["restarts"]
     last_restart = restarts["last"]
     console.print(f"server restarts: {restarts['count']}" +
-                  (f" (last {_when(last_restart['at'])}: {last_restart['reason']})" if last_restart else ""),
+                  (f" (last {local_time(last_restart['at'])}: {last_restart['reason']})" if last_restart else ""),
                   highlight=False)
     console.print(f"phone-home: {describe(settings)}", highlight=False, markup=False)
     t = Table(title="checks")
     for col in ("check", "state", "since", "last checked", "reason"):
         t.add_column(col)
     for c in snap["checks"]:
-        t.add_row(c["name"], f"[{_COLOR[c['status']]}]{c['status']}[/]", _when(c["since"]), _when(c["checked"]),
-                  c["reason"])
+        t.add_row(c["name"], f"[{_COLOR[c['status']]}]{c['status']}[/]", local_time(c["since"]),
+                  local_time(c["checked"]), c["reason"])
     console.print(t)
     h = Table(title=f"last {len(snap['history'])} transitions, actions and restarts")
     for col in ("at", "what", "change", "reason"):
         h.add_column(col)
     for r in snap["history"]:
         change = {"transition": f"{r['old'] or 'new'} -> {r['new']}"}.get(r["kind"], r["kind"])
-        h.add_row(_when(r["at"]), r["name"], change, r["reason"])
+        h.add_row(local_time(r["at"]), r["name"], change, r["reason"])
     console.print(h)
     if box["status"] == "failed":
         raise typer.Exit(1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -12,16 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.auth.support import DEFAULT_HOURS, MAX_HOURS, SupportStore
+from appliance.cli.display import local_time
 from appliance.cli.options import settings_command
 from appliance.settings import BoxSettings
 
 app = typer.Typer(help="The vendor's support window: off until opened, read-only, time-limited, audited.",
                   no_args_is_help=True)
 with_state_dir = settings_command(BoxSettings, "state_dir")
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 @app.command("open")
@@ -34,7 +30,7 @@ def open_window(
     settings.ensure_state_dir()
     with SupportStore(settings.support_db) as store:
         window, token = store.open(hours, by=f"cli:{getpass.getuser()}")
-    typer.echo(f"Support window {window.id} open until {_when(window.ends_at)}; the vendor may call the read-only "
+    typer.echo(f"Support window {window.id} open until {local_time(window.ends_at)}; the vendor may call the read-only "
                "/v1/support/* routes with this token (shown once). Close it early with `appliance support close`.")
     typer.echo(f"token: {token}")
 
@@ -55,11 +51,12 @@ def status(settings: BoxSettings, last: Annotated[int, typer.Option("--last", he
     with SupportStore(settings.support_db) as store:
         window, rows = store.current(), store.audit_log(last)
     console = Console(width=max(120, Console().width))
-    console.print(f"vendor access: [bold]on[/] until {_when(window.ends_at)} (window {window.id}, {window.opened_by})"
-                  if window else "vendor access: [bold]off[/]", highlight=False)
+    console.print(f"vendor access: [bold]on[/] until {local_time(window.ends_at)} "
+                  f"(window {window.id}, {window.opened_by})" if window else "vendor access: [bold]off[/]",
+                  highlight=False)
     table = Table(title="support calls", box=rich_box.SIMPLE_HEAD)
     for col in ("at", "window", "call", "status", "outcome"):
         table.add_column(col)
     for r in rows:
-        table.add_row(_when(r.at), str(r.window_id or "-"), f"{r.method} {r.route}", str(r.status), r.outcome)
+        table.add_row(local_time(r.at), str(r.window_id or "-"), f"{r.method} {r.route}", str(r.status), r.outcome)
     console.print(table)

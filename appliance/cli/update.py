@@ -4,7 +4,6 @@ check that blesses a new slot (run by appliance-boot-check.service)."""
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from appliance.cli.display import local_time
 from appliance.cli.options import settings_command
 from appliance.settings import BoxSettings, Settings, load_settings
 from appliance.store.signing import load_public_key, trusted_key_path
@@ -72,10 +72,6 @@ def apply(
         typer.echo("reboot to try it: `systemctl reboot` (or apply with --reboot)")
 
 
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
 @app.command("status")
 @with_state_dir
 def status(settings: BoxSettings,
@@ -95,7 +91,7 @@ def status(settings: BoxSettings,
     console.print(table)
     last = report.last_update
     if last:
-        console.print(f"last update: {last.version} to slot {last.slot.upper()} at {_when(last.applied_at)}: "
+        console.print(f"last update: {last.version} to slot {last.slot.upper()} at {local_time(last.applied_at)}: "
                       f"{last.outcome.value}" + (f" ({last.reason})" if last.reason else ""), highlight=False)
 
 

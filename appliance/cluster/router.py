@@ -10,7 +10,6 @@ itself. It trusts the boxes' certificates through OpenSSL's ``SSL_CERT_FILE``
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import ssl
@@ -23,6 +22,7 @@ import httpx
 
 from appliance.cluster.settings import ClusterSettings
 from appliance.errors import ApplianceError
+from appliance.settings import is_loopback
 
 ROUTER = "vllm-router"
 INSTALL = "pip install 'appliance[cluster]' (it pins vllm-router)"
@@ -45,20 +45,11 @@ def find_router() -> Path:
     return Path(found)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def router_command(settings: ClusterSettings, boxes: list[str], router: Path) -> list[str]:
     if not boxes:
         raise ApplianceError("no boxes given; name each box's address, e.g. "
                              "`appliance cluster https://192.168.1.21:8443 https://192.168.1.22:8443 --ca ca.pem`")
-    if not _loopback(settings.host) and not settings.allow_plain_http:
+    if not is_loopback(settings.host) and not settings.allow_plain_http:
         raise ApplianceError(f"the router would listen on {settings.host} in plain HTTP, so API keys and prompts "
                              "would cross the LAN unencrypted; keep --host 127.0.0.1 (run it beside the clients), put "
                              "a TLS proxy in front, or pass --allow-plain-http on a network you trust")
