@@ -14,11 +14,14 @@ from rich.table import Table
 
 from appliance.cli.display import local_time
 from appliance.cli.options import settings_command
+from appliance.errors import ApplianceError
 from appliance.settings import BoxSettings, Settings, load_settings
 from appliance.store.signing import load_public_key, trusted_key_path
-from appliance.update import slots
+from appliance.update import handover, slots
+from appliance.update.apply import Stage
 from appliance.update.apply import apply as apply_bundle
 from appliance.update.bootcheck import SystemdServer, boot_check
+from appliance.update.handover import ApplyState
 from appliance.update.slots import Disk
 from appliance.update.status import read_status
 
@@ -34,7 +37,7 @@ class _Bar:
     def __init__(self, progress: Progress):
         self.progress, self.task = progress, None
 
-    def stage(self, what: str, total: int) -> None:
+    def stage(self, stage: Stage, what: str, total: int) -> None:
         if self.task is not None:
             self.progress.update(self.task, completed=self.progress.tasks[-1].total)
         self.task = self.progress.add_task(what, total=total)
@@ -70,6 +73,35 @@ def apply(
         subprocess.run(["systemctl", "reboot"], check=True)
     else:
         typer.echo("reboot to try it: `systemctl reboot` (or apply with --reboot)")
+
+
+@app.command("apply-pending")
+@with_box
+def apply_pending(settings: BoxSettings) -> None:
+    """Apply the bundle the console handed over, reporting progress to it (run as root by appliance-update.service
+    when the console leaves a request)."""
+    taken = handover.take(settings.state_dir)
+    if taken is None:
+        typer.echo("no update is waiting")
+        return
+    request, path = taken
+    reporter = handover.ProgressFile(settings.state_dir, request.version)
+    try:
+        key_path, _ = trusted_key_path(settings.trusted_key)
+        done = apply_bundle(path, Disk(), settings.state_dir, load_public_key(key_path), reporter=reporter)
+    except ApplianceError as exc:
+        reporter.finish(ApplyState.FAILED, str(exc))
+        raise
+    finally:
+        path.unlink(missing_ok=True)
+    line = (f"slot {done.slot.upper()} now holds {done.manifest.version}: {done.written / 2**20:.0f} MiB verified and "
+            f"written in {done.seconds:.0f} s")
+    typer.echo(line)
+    if not request.reboot:
+        reporter.finish(ApplyState.WRITTEN, line + "; it is tried on the next boot")
+        return
+    reporter.finish(ApplyState.REBOOTING, line + "; rebooting into it")
+    subprocess.run(["systemctl", "reboot"], check=True)
 
 
 @app.command("status")

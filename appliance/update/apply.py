@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -27,14 +28,19 @@ from appliance.update.manifest import STATE_SCHEMA, UpdateManifest
 from appliance.update.slots import Disk, Release, SlotState
 
 
+class Stage(str, Enum):
+    VERIFYING = "verifying"  # signature, then every digest; nothing is written
+    WRITING = "writing"  # the other slot's root, kernel, initrd and finally its boot entry
+
+
 class Reporter(Protocol):
-    def stage(self, what: str, total: int) -> None: ...
+    def stage(self, stage: Stage, what: str, total: int) -> None: ...
 
     def advance(self, n: int) -> None: ...
 
 
 class _Silent:
-    def stage(self, what: str, total: int) -> None:
+    def stage(self, stage: Stage, what: str, total: int) -> None:
         pass
 
     def advance(self, n: int) -> None:
@@ -102,7 +108,7 @@ def apply(path: Path, disk: Disk, state_dir: Path, trusted: Ed25519PublicKey, *,
         raise UpdateError(f"the bundle's root image is {root.size} bytes and slot {target.upper()} holds "
                           f"{disk.size(target)}; this box needs a new disk image, not an update")
     with _lock(state_dir):
-        reporter.stage("verifying signature and digests", manifest.size)
+        reporter.stage(Stage.VERIFYING, "verifying signature and digests", manifest.size)
         bundle.verify(path, trusted, reporter.advance)
         _check_esp_room(disk, target, manifest)
         old = slots.entry_of(disk.esp, target)
@@ -112,7 +118,7 @@ def apply(path: Path, disk: Disk, state_dir: Path, trusted: Ed25519PublicKey, *,
             if entry.slot == target:
                 entry.path.unlink()
         _sync_dir(disk.esp / slots.ENTRIES)
-        reporter.stage(f"writing slot {target.upper()}", manifest.size)
+        reporter.stage(Stage.WRITING, f"writing slot {target.upper()}", manifest.size)
         kernel_dir = disk.esp / "appliance" / target
         shutil.rmtree(kernel_dir, ignore_errors=True)
         kernel_dir.mkdir(parents=True)

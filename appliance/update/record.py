@@ -42,12 +42,16 @@ def load(state_dir: Path) -> UpdateRecord | None:
 
 
 def save(state_dir: Path, record: UpdateRecord) -> None:
-    path = state_dir / FILE
-    tmp = path.with_name(FILE + ".tmp")
-    tmp.write_text(record.model_dump_json(indent=2) + "\n")
-    owner = state_dir.stat()
-    if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
-        os.chown(tmp, owner.st_uid, owner.st_gid)
+    write_owned(state_dir / FILE, record.model_dump_json(indent=2) + "\n", owner=state_dir)
+
+
+def write_owned(path: Path, text: str, owner: Path) -> None:
+    """Replace ``path`` whole, owned by ``owner``'s owner: root writes what the unprivileged server reads."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    st = owner.stat()
+    if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
+        os.chown(tmp, st.st_uid, st.st_gid)
     with tmp.open("rb") as fh:
         os.fsync(fh.fileno())
     tmp.replace(path)

@@ -303,6 +303,25 @@ def test_settings_change_is_applied_and_reverted(admin, box):
     assert page.get_by_label("Log level").input_value() == "info"
 
 
+def test_update_upload_shows_progress_and_the_reason_it_was_refused(admin, box, tmp_path):
+    """The settings page sends the file itself (no form post), and the box's one-line refusal reaches the admin;
+    nothing is left in the state for the apply service."""
+    page = admin
+    page.get_by_role("link", name="Settings").click()
+    not_a_bundle = tmp_path / "release-0.9.bundle"
+    not_a_bundle.write_bytes(os.urandom(3 << 20))
+    page.get_by_label("Update bundle (.bundle)").set_input_files(str(not_a_bundle))
+    page.get_by_label("Reboot into it when it is written").uncheck()
+    page.get_by_role("button", name="Upload and apply").click()
+    message = page.locator("#update-message")
+    wait_until(lambda: page.locator("#update-progress").get_attribute("data-state") == "failed", 60,
+               "the upload's answer", details=message.inner_text)
+    assert message.inner_text().startswith("update refused: the uploaded file: not an update bundle")
+    assert page.get_by_role("button", name="Upload and apply").is_enabled()
+    shot(page, "08-settings-update-refused")
+    assert list((box.state / "updates").iterdir()) == []
+
+
 def test_health_page_reruns_the_checks(admin, box):
     page = admin
     page.get_by_role("link", name="Health").click()

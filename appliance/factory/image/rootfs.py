@@ -11,8 +11,9 @@ from appliance.factory.image.commands import Mounts, in_root, run
 from appliance.factory.image.recipe import MIRROR, SUITE, Recipe
 
 UNITS = ("appliance-firstboot.service", "appliance-server.service", "appliance-health.service",
-         "appliance-boot-check.service")
-ENABLED = ("systemd-networkd.service", *UNITS)
+         "appliance-boot-check.service", "appliance-update.path", "appliance-update.service")
+# appliance-update.service has no [Install]: its path unit starts it when the console hands an update over.
+ENABLED = ("systemd-networkd.service", *(u for u in UNITS if u != "appliance-update.service"))
 # The boot loader on the ESP is shared by both slots: it changes with a new disk image, never behind an update's back.
 MASKED = ("systemd-boot-update.service",)
 # Never needed on the box, and the bulk of a Debian root: documentation, translations, package caches.

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from appliance.server.console import dashboard, health, keys, onboarding, playground, settings_page, support
+from appliance.server.console import dashboard, health, keys, onboarding, playground, settings_page, support, update_page
 from appliance.server.console.access import Redirect, Refused, render, session_of
 from appliance.server.console.security import SecurityHeaders
 from appliance.server.console.state import HERE, ConsoleState
@@ -16,7 +16,7 @@ from appliance.settings import Settings
 def install(app: FastAPI, settings: Settings) -> ConsoleState:
     console = ConsoleState.open(settings)
     app.state.console = console
-    for module in (onboarding, dashboard, playground, keys, health, settings_page, support):
+    for module in (onboarding, dashboard, playground, keys, health, settings_page, update_page, support):
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 

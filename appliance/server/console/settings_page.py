@@ -21,6 +21,7 @@ from appliance.auth.sessions import Session
 from appliance.diagnostics.phonehome import read_attempt
 from appliance.errors import ApplianceError
 from appliance.health.exits import request_restart
+from appliance.server.console import update_page
 from appliance.server.console.access import SESSION_COOKIE, check_post, redirect, render, require_admin, state
 from appliance.settings import (
     ADMIN_FIELDS,
@@ -63,7 +64,8 @@ def _page(request: Request, session: Session, status: int = 200, **extra) -> Res
                   previous=read_admin_settings(st.settings.state_dir, previous=True),
                   log_levels=("debug", "info", "warning", "error"),
                   fixed=sorted(running.pinned & {"box_name", "log_level", "host", "port", *PHONE_HOME_FIELDS}),
-                  phone_home=_phone_home(running), phone_home_last=read_attempt(running), **extra)
+                  phone_home=_phone_home(running), phone_home_last=read_attempt(running),
+                  update=update_page.view(request), **extra)
 
 
 def apply(request: Request, values: dict) -> bool:
