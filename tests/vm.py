@@ -44,6 +44,7 @@ class Vm:
     memory_mb: int = 3072
     port: int = field(default_factory=free_port)
     drives: dict[str, Path] = field(default_factory=dict)  # read-only extra disks: /dev/disk/by-id/virtio-NAME
+    disk_bytes: int | None = None  # a disk bigger than the image, as on a real box: the data partition grows
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     _serial: socket.socket | None = None
@@ -61,7 +62,8 @@ class Vm:
         """A copy-on-write overlay over the built image, so every test run starts from the image as shipped."""
         self.work.mkdir(parents=True, exist_ok=True)
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-                        str(self.image_dir / "appliance.raw"), str(self.work / "disk.qcow2")], check=True)
+                        str(self.image_dir / "appliance.raw"), str(self.work / "disk.qcow2"),
+                        *([str(self.disk_bytes)] if self.disk_bytes else [])], check=True)
         if self.mode == "uefi":
             (self.work / "vars.fd").write_bytes(OVMF_VARS.read_bytes())
 

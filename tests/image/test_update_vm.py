@@ -39,6 +39,7 @@ UPDATE = "/opt/appliance/venv/bin/appliance update"
 STATE = "--state-dir /var/lib/appliance"
 EMBEDDINGS = "all-minilm-l6-v2"
 PASSWORD = "violet-harbour-lantern-57"
+DISK_BYTES = 2 << 30  # flashed onto a disk twice the image's size: the data partition grows to hold an upload
 
 
 def _next(version: str, step: int) -> str:
@@ -110,6 +111,8 @@ class Box:
         """The admin's way: the console's upload (claiming the box first), then its progress until it settles."""
         url = self.vm.url
         with httpx.Client(base_url=url, verify=False, headers={"Origin": url}, timeout=600) as web:
+            wait_until(lambda: web.get("/healthz").status_code == 200, timeout=900, interval=1,
+                       what="the console after the boot", ignore=(httpx.HTTPError,))
             if web.get("/console/setup").status_code == 200:
                 claimed = web.post("/console/setup", data={"code": self.setup_code, "username": "admin",
                                                            "password": PASSWORD, "confirm": PASSWORD})
@@ -154,12 +157,15 @@ class Box:
 
 @pytest.fixture(scope="module")
 def box(vm_image, bundles, tmp_path_factory):
-    vm = Vm(vm_image, tmp_path_factory.mktemp("update-vm"), drives=bundles)
+    vm = Vm(vm_image, tmp_path_factory.mktemp("update-vm"), drives=bundles, disk_bytes=DISK_BYTES)
     box = Box(vm.start())
     try:
         box.setup_code = vm.wait_console(r"console setup code .*?: (\w{4}-\w{4}-\w{4})", timeout=900).group(1)
         vm.login_shell(timeout=900)
         box.note("booted slot A")
+        _, var = vm.shell("df -B1 --output=size /var | tail -1")
+        assert int(var.split()[-1]) > DISK_BYTES - (vm_image / "appliance.raw").stat().st_size - (64 << 20), (
+            f"/var did not grow into the disk: {var}")
         box.key = vm.shell(f"{BOX} keys create update-tests {STATE}", timeout=300)[1].strip().splitlines()[-1].split()[-1]
         yield box
     finally:
